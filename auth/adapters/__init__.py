@@ -1,0 +1,1 @@
+"""Database adapters: table definitions and the user repository."""

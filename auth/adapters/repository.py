@@ -1,0 +1,124 @@
+"""Loading and storing User aggregates with SQLAlchemy Core."""
+
+from typing import Any, Protocol
+from uuid import UUID
+
+from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from auth.adapters.orm import EMAIL_INDEX, USERNAME_INDEX, users
+from auth.domain.errors import ConcurrentUpdateError, EmailTakenError, UsernameTakenError
+from auth.domain.model import User
+
+
+class UserRepository(Protocol):
+    """Where users are kept; `seen` holds every user loaded or added, for their events."""
+
+    seen: list[User]
+
+    async def add(self, user: User) -> None:
+        """Store a new user."""
+        ...
+
+    async def get(self, user_id: UUID) -> User | None:
+        """The user with this id."""
+        ...
+
+    async def get_by_username(self, username: str) -> User | None:
+        """The user with this username (case-insensitive)."""
+        ...
+
+    async def get_by_login(self, login: str) -> User | None:
+        """The user whose username or email is `login` (case-insensitive)."""
+        ...
+
+    async def exists(self, *, username: str, email: str) -> bool:
+        """Whether the username or the email is taken."""
+        ...
+
+    async def save(self, user: User) -> None:
+        """Write the user's changes (or its deletion) since it was loaded."""
+        ...
+
+
+class SqlAlchemyUserRepository:
+    """UserRepository on one open connection; writes go out at once, inside its transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.seen: list[User] = []
+        # Version each user had when loaded: the optimistic-lock condition of its UPDATE.
+        self._loaded_versions: dict[UUID, int] = {}
+
+    async def add(self, user: User) -> None:
+        """Insert a new user; UsernameTakenError or EmailTakenError when either is taken."""
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(insert(users).values(**_columns(user)))
+        except IntegrityError as exc:
+            message = str(exc.orig)
+            if USERNAME_INDEX in message:
+                raise UsernameTakenError(user.username) from exc
+            if EMAIL_INDEX in message:
+                raise EmailTakenError(user.email) from exc
+            raise
+        self.seen.append(user)
+        self._loaded_versions[user.id] = user.version
+
+    async def get(self, user_id: UUID) -> User | None:
+        """The user with this id."""
+        return await self._one(users.c.id == user_id)
+
+    async def get_by_username(self, username: str) -> User | None:
+        """The user with this username (case-insensitive)."""
+        return await self._one(func.lower(users.c.username) == username.lower())
+
+    async def get_by_login(self, login: str) -> User | None:
+        """The user whose username or email is `login` (case-insensitive)."""
+        lowered = login.lower()
+        return await self._one(
+            or_(func.lower(users.c.username) == lowered, func.lower(users.c.email) == lowered)
+        )
+
+    async def exists(self, *, username: str, email: str) -> bool:
+        """Whether the username or the email is taken (a cheap check before hashing)."""
+        query = select(users.c.id).where(
+            or_(
+                func.lower(users.c.username) == username.lower(),
+                func.lower(users.c.email) == email.lower(),
+            )
+        )
+        return (await self._conn.execute(query.limit(1))).first() is not None
+
+    async def save(self, user: User) -> None:
+        """Write changes; ConcurrentUpdateError when someone else changed the user meanwhile."""
+        loaded = self._loaded_versions[user.id]
+        if user.version == loaded:
+            return
+        condition = (users.c.id == user.id) & (users.c.version == loaded)
+        if user.deleted:
+            result = await self._conn.execute(delete(users).where(condition))
+        else:
+            values = _columns(user)
+            del values["id"], values["created_at"]
+            result = await self._conn.execute(update(users).where(condition).values(**values))
+        if result.rowcount != 1:
+            raise ConcurrentUpdateError()
+
+    async def _one(self, condition: Any) -> User | None:
+        row = (await self._conn.execute(select(users).where(condition))).first()
+        if row is None:
+            return None
+        user = _to_user(row)
+        self.seen.append(user)
+        self._loaded_versions[user.id] = user.version
+        return user
+
+
+def _columns(user: User) -> dict[str, Any]:
+    return {column.name: getattr(user, column.name) for column in users.columns}
+
+
+def _to_user(row: Row[Any]) -> User:
+    return User(**row._mapping)

@@ -1,0 +1,64 @@
+"""The one place where domain errors become HTTP responses."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from auth.domain.errors import (
+    AuthError,
+    ConcurrentUpdateError,
+    EmailTakenError,
+    InvalidCredentialsError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    UsernameTakenError,
+    UserNotFoundError,
+)
+
+STATUS_OF: dict[type[AuthError], int] = {
+    UsernameTakenError: 409,
+    EmailTakenError: 409,
+    ConcurrentUpdateError: 409,
+    InvalidCredentialsError: 401,
+    NotAuthenticatedError: 401,
+    PermissionDeniedError: 403,
+    UserNotFoundError: 404,
+}
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The JSON body of every error this API answers itself."""
+    return {"detail": {"code": code, "message": message}}
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
+
+
+_SECRET_FIELDS = ("password", "token")
+
+
+def _without_secrets(error: dict[str, Any]) -> dict[str, Any]:
+    # FastAPI echoes the rejected value; for a password or token that would put the secret
+    # into the response (and into any log that keeps responses).
+    if any(secret in str(part) for part in error.get("loc", ()) for secret in _SECRET_FIELDS):
+        return {key: value for key, value in error.items() if key not in ("input", "ctx")}
+    return error
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_without_secrets(error) for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every domain error to its status code and a body that says what was wrong."""
+    app.add_exception_handler(AuthError, _auth_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

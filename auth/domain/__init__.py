@@ -1,0 +1,1 @@
+"""The user model, its rules and its errors: no I/O here."""

@@ -1,0 +1,152 @@
+"""Access tokens: asymmetric JWTs with a `kid`, verifiable by any service from the JWKS."""
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from auth.domain.errors import NotAuthenticatedError
+from auth.domain.model import User
+from auth.service_layer.services import Principal
+from auth.settings import AuthSettings
+
+Algorithm = Literal["EdDSA", "RS256"]
+SigningKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+# Clocks of the issuing and the verifying host may differ a little.
+LEEWAY = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A signed access token and its lifetime in seconds."""
+
+    token: str
+    expires_in: int
+
+
+class TokenService:
+    """Issues and verifies access tokens with one private key."""
+
+    def __init__(
+        self,
+        private_key: SigningKey,
+        *,
+        algorithm: Algorithm,
+        issuer: str,
+        audience: str,
+        ttl: timedelta,
+    ) -> None:
+        self._private_key = private_key
+        self._public_key = private_key.public_key()
+        self._algorithm = algorithm
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = ttl
+        self.public_jwk = _public_jwk(private_key, algorithm)
+        self.kid = self.public_jwk["kid"]
+
+    def issue(self, user: User, *, now: datetime | None = None) -> IssuedToken:
+        """A signed access token for the user."""
+        issued_at = now or datetime.now(UTC)
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": str(user.id),
+            "username": user.username,
+            "role": user.role,
+            "iat": issued_at,
+            "exp": issued_at + self._ttl,
+            "jti": str(uuid.uuid4()),
+        }
+        token = jwt.encode(
+            claims, self._private_key, algorithm=self._algorithm, headers={"kid": self.kid}
+        )
+        return IssuedToken(token=token, expires_in=int(self._ttl.total_seconds()))
+
+    def verify(self, token: str) -> Principal:
+        """The principal a token names; NotAuthenticatedError for any token we did not issue."""
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("kid") != self.kid:
+                raise NotAuthenticatedError("the token was signed by an unknown key")
+            # Only the configured algorithm: `none` and algorithm-confusion tokens fail here.
+            claims = jwt.decode(
+                token,
+                self._public_key,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY,
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]},
+            )
+            return Principal(
+                user_id=UUID(claims["sub"]), username=claims["username"], role=claims["role"]
+            )
+        except (jwt.PyJWTError, KeyError, ValueError) as exc:
+            raise NotAuthenticatedError(f"invalid token: {exc}") from exc
+
+    def jwks(self) -> dict[str, Any]:
+        """The JSON Web Key Set other services verify tokens with."""
+        return {"keys": [self.public_jwk]}
+
+
+def load_signing_key(settings: AuthSettings) -> SigningKey:
+    """The configured private key; in development, a generated one kept in the data dir."""
+    if settings.jwt_private_key is not None:
+        pem = settings.jwt_private_key.get_secret_value().encode()
+    elif settings.jwt_private_key_file is not None:
+        pem = settings.jwt_private_key_file.read_bytes()
+    else:
+        pem = _generated_key(settings.generated_key_file, settings.jwt_algorithm)
+    key = serialization.load_pem_private_key(pem, password=None)
+    return _checked(key, settings.jwt_algorithm)
+
+
+def generate_private_key_pem(algorithm: Algorithm) -> bytes:
+    """A new private key for `algorithm`, as unencrypted PKCS#8 PEM."""
+    key: SigningKey = (
+        ed25519.Ed25519PrivateKey.generate()
+        if algorithm == "EdDSA"
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _generated_key(path: Path, algorithm: Algorithm) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(generate_private_key_pem(algorithm))
+        path.chmod(0o600)
+    return path.read_bytes()
+
+
+def _checked(key: PrivateKeyTypes, algorithm: Algorithm) -> SigningKey:
+    wanted = ed25519.Ed25519PrivateKey if algorithm == "EdDSA" else rsa.RSAPrivateKey
+    if not isinstance(key, wanted):
+        raise ValueError(f"the JWT private key does not fit the algorithm {algorithm}")
+    return key
+
+
+def _public_jwk(key: SigningKey, algorithm: Algorithm) -> dict[str, Any]:
+    public = jwt.algorithms.get_default_algorithms()[algorithm].to_jwk(
+        key.public_key(), as_dict=True
+    )
+    required = {name: public[name] for name in sorted(public) if name in {"crv", "e", "kty", "n", "x"}}
+    # RFC 7638 thumbprint: the same key always gets the same kid, on every instance.
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+    kid = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+    return {**public, "kid": kid, "alg": algorithm, "use": "sig"}

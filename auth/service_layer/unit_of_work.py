@@ -1,0 +1,81 @@
+"""The unit of work: the one place where state changes and their events leave together."""
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from auth.adapters.orm import outbox
+from auth.adapters.repository import SqlAlchemyUserRepository, UserRepository
+from events import to_envelope
+
+
+class UnitOfWork(Protocol):
+    """A transaction over users; `commit` writes every recorded event to the outbox with it."""
+
+    users: UserRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None:
+        """Save changed users and their events atomically."""
+        ...
+
+
+class SqlAlchemyUnitOfWork:
+    """UnitOfWork on PostgreSQL: users and outbox rows in one transaction (the outbox pattern)."""
+
+    users: SqlAlchemyUserRepository
+
+    def __init__(self, engine: AsyncEngine, *, event_source: str) -> None:
+        self._engine = engine
+        self._event_source = event_source
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> Self:
+        self._conn = await self._engine.connect()
+        await self._conn.begin()
+        self.users = SqlAlchemyUserRepository(self._conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._conn is not None
+        # Anything not committed is rolled back: no state change and, with it, no event.
+        await self._conn.close()
+        self._conn = None
+
+    async def commit(self) -> None:
+        """Save changed users, append their events to the outbox, then commit both."""
+        assert self._conn is not None
+        rows = []
+        for user in self.users.seen:
+            await self.users.save(user)
+            for sequence, event in user.events:
+                envelope = to_envelope(event, sequence=sequence, source=self._event_source)
+                rows.append(
+                    {
+                        "event_id": envelope.id,
+                        "subject": user.id,
+                        "sequence": sequence,
+                        "type": envelope.type,
+                        "payload": envelope.model_dump(mode="json"),
+                        "occurred_at": envelope.time,
+                    }
+                )
+            user.events.clear()
+        if rows:
+            await self._conn.execute(insert(outbox), rows)
+        await self._conn.commit()

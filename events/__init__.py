@@ -1,0 +1,31 @@
+"""The userbus event contract: lifecycle events of a user and their CloudEvents envelope."""
+
+from events.base import Envelope, Event
+from events.channels import DEFAULT_STREAM, dead_letter_stream
+from events.errors import EventError, MalformedEventError, UnknownEventTypeError
+from events.registry import (
+    EVENT_TYPES,
+    envelope_from_json,
+    event_from_envelope,
+    json_schemas,
+    to_envelope,
+)
+from events.user import PasswordChanged, UserDeleted, UserRegistered
+
+__all__ = [
+    "DEFAULT_STREAM",
+    "EVENT_TYPES",
+    "Envelope",
+    "Event",
+    "EventError",
+    "MalformedEventError",
+    "PasswordChanged",
+    "UnknownEventTypeError",
+    "UserDeleted",
+    "UserRegistered",
+    "dead_letter_stream",
+    "envelope_from_json",
+    "event_from_envelope",
+    "json_schemas",
+    "to_envelope",
+]

@@ -1,0 +1,1 @@
+"""The userbus command: wires auth, producers and consumers together."""
