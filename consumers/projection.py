@@ -1,0 +1,38 @@
+"""The Projection base class: a read model built from events, in its own schema."""
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events import Envelope, Event
+
+
+class Projection(ABC):
+    """A view kept up to date from events.
+
+    `name` is also its consumer group and the PostgreSQL schema of its tables; `metadata`
+    holds those tables (created at start, truncated by replay). `apply` runs inside the
+    toolkit's transaction, together with the tracking record, so it is never applied twice
+    for the same event; handlers should still be written to be idempotent.
+    """
+
+    name: ClassVar[str]
+    handles: ClassVar[frozenset[type[Event]]]
+    metadata: ClassVar[MetaData]
+
+    @abstractmethod
+    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+        """Change the view for one event of a handled type."""
+
+    async def create_tables(self, conn: AsyncConnection) -> None:
+        """Create the schema and tables if they do not exist."""
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.name}"'))
+        await conn.run_sync(self.metadata.create_all)
+
+    async def reset(self, conn: AsyncConnection) -> None:
+        """Empty the view's tables (replay rebuilds them)."""
+        tables = ", ".join(f'"{t.schema}"."{t.name}"' for t in self.metadata.sorted_tables)
+        if tables:
+            await conn.execute(text(f"TRUNCATE {tables}"))

@@ -1,0 +1,44 @@
+"""Settings of a consumer process, read from USERBUS_* environment variables."""
+
+import socket
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events import DEFAULT_STREAM
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Normalise a PostgreSQL URL to SQLAlchemy's asyncpg dialect."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError("a database URL must be a postgresql:// URL")
+
+
+class ConsumerSettings(BaseSettings):
+    """Everything a consumer is configured by; built once in main and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL URL of the projection's own database")
+    # Replay from the event log reads the auth service's outbox; by default the same database.
+    event_log_url: str | None = None
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    stream: str = Field(default=DEFAULT_STREAM, min_length=1)
+    # Stable across restarts of one process, so it finds its own unacknowledged entries.
+    consumer_name: str = Field(default_factory=socket.gethostname, min_length=1)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Where a consumer group that does not exist yet starts: the whole history, or only new.
+    consumer_start: Literal["beginning", "end"] = "beginning"
+
+    @field_validator("database_url", "event_log_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        return None if value is None else sqlalchemy_url(value)
+
+    @property
+    def event_log_database_url(self) -> str:
+        """The database holding the auth service's outbox."""
+        return self.event_log_url or self.database_url

@@ -1,0 +1,62 @@
+"""Tracking records: the last sequence a projection applied for each user.
+
+They are written in the projection's own transaction, so the view and its tracking move
+together: a redelivered event finds its sequence already recorded and changes nothing.
+"""
+
+from collections.abc import Mapping, Sequence
+from uuid import UUID
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Uuid, func, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def tracking_table(schema: str) -> Table:
+    """The tracking table of the projection whose schema is `schema`."""
+    return Table(
+        "tracking",
+        MetaData(schema=schema),
+        Column("subject", Uuid, primary_key=True),
+        Column("sequence", Integer, nullable=False),
+        Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+async def lock_positions(
+    conn: AsyncConnection, table: Table, subjects: Sequence[UUID]
+) -> dict[UUID, int]:
+    """The last applied sequence of each subject, row-locked until the transaction ends.
+
+    The lock serialises two consumers that hold events of the same user, so both cannot
+    read the same position and apply the same event.
+    """
+    ordered = sorted(set(subjects))  # one lock order everywhere: no deadlocks
+    await conn.execute(
+        text(
+            f'INSERT INTO "{table.schema}".tracking (subject, sequence) '
+            "SELECT unnest(CAST(:subjects AS uuid[])), 0 ON CONFLICT DO NOTHING"
+        ),
+        {"subjects": ordered},
+    )
+    rows = await conn.execute(
+        text(
+            f'SELECT subject, sequence FROM "{table.schema}".tracking '
+            "WHERE subject = ANY(CAST(:subjects AS uuid[])) ORDER BY subject FOR UPDATE"
+        ),
+        {"subjects": ordered},
+    )
+    return {row.subject: row.sequence for row in rows}
+
+
+async def save_positions(conn: AsyncConnection, table: Table, positions: Mapping[UUID, int]) -> None:
+    """Record the new last applied sequence of each subject."""
+    if not positions:
+        return
+    await conn.execute(
+        text(
+            f'UPDATE "{table.schema}".tracking AS t SET sequence = p.sequence, applied_at = now() '
+            "FROM unnest(CAST(:subjects AS uuid[]), CAST(:sequences AS int[])) "
+            "AS p(subject, sequence) WHERE t.subject = p.subject"
+        ),
+        {"subjects": list(positions), "sequences": list(positions.values())},
+    )

@@ -1,0 +1,1 @@
+"""The profile service: a `profiles` table kept from user lifecycle events."""

@@ -1,0 +1,1 @@
+"""The transactional outbox relay: publishes committed events to the broker, in order."""

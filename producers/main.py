@@ -1,0 +1,22 @@
+"""create_relay and run_relay: the relay process, wired from one settings object."""
+
+import asyncio
+
+from producers.broker import EventPublisher, make_publisher
+from producers.relay import OutboxRelay
+from producers.settings import RelaySettings
+
+
+def create_relay(settings: RelaySettings, *, publisher: EventPublisher | None = None) -> OutboxRelay:
+    """A relay for the configured database and broker (tests may pass their own publisher)."""
+    return OutboxRelay(
+        settings.database_url,
+        publisher or make_publisher(settings),
+        batch_size=settings.relay_batch_size,
+        fallback_poll_seconds=settings.relay_fallback_poll_seconds,
+    )
+
+
+async def run_relay(settings: RelaySettings, stop: asyncio.Event) -> None:
+    """Run a relay until `stop` is set."""
+    await create_relay(settings).run(stop)

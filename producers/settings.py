@@ -1,0 +1,42 @@
+"""Settings of the outbox relay, read from USERBUS_* environment variables."""
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events import DEFAULT_STREAM
+
+BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A PostgreSQL URL in the form asyncpg accepts (no SQLAlchemy dialect suffix)."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url.removeprefix(prefix)
+    raise ValueError("database_url must be a postgresql:// URL")
+
+
+class RelaySettings(BaseSettings):
+    """Everything the relay is configured by; built once in main and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL URL of the auth database (its outbox)")
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// URL")
+    stream: str = Field(default=DEFAULT_STREAM, min_length=1)
+    relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    # The relay wakes on NOTIFY; this poll only covers a notification missed while the
+    # listening connection was being re-established.
+    relay_fallback_poll_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        return asyncpg_dsn(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if not value.startswith(BROKER_SCHEMES):
+            raise ValueError(f"broker_url must start with one of {', '.join(BROKER_SCHEMES)}")
+        return value

@@ -1,0 +1,5 @@
+"""`python -m userbus` runs the `userbus` command."""
+
+from userbus.cli import main
+
+main()

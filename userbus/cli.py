@@ -1,0 +1,121 @@
+"""The `userbus` command: thin wiring of auth, producers and consumers."""
+
+import asyncio
+import json
+import logging
+import os
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from auth.migrations import upgrade
+from auth.settings import AuthSettings
+from consumers.replay import replay
+from consumers.settings import ConsumerSettings
+from consumers.sources import EventSource, OutboxLogSource, RedisStreamSource
+from events import json_schemas
+from producers.settings import RelaySettings
+from userbus.dev import DevSettings, run_dev
+from userbus.projections import PROJECTIONS, projection_named
+from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
+
+app = typer.Typer(help="userbus: users, passwords and their lifecycle events.", no_args_is_help=True)
+events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+class Source(str, Enum):
+    """Where a replay reads the event history from."""
+
+    outbox = "outbox"
+    stream = "stream"
+
+
+ProjectionName = Annotated[str, typer.Argument(help=f"one of: {', '.join(PROJECTIONS)}")]
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole system: migrations, API, relay and profile consumer."""
+    settings = DevSettings()
+    run_until_signal(lambda stop: run_dev(settings, stop))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the auth database schema up to date."""
+    asyncio.run(upgrade(AuthSettings().database_url))
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(envvar="USERBUS_API_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="USERBUS_API_PORT")] = 8000,
+) -> None:
+    """Serve the auth HTTP API."""
+    settings = AuthSettings()
+    run_until_signal(lambda stop: run_api(settings, stop, host=host, port=port))
+
+
+@app.command()
+def relay() -> None:
+    """Publish committed outbox events to the broker."""
+    settings = RelaySettings()
+    run_until_signal(lambda stop: run_relay_until(settings, stop))
+
+
+@app.command()
+def consume(name: ProjectionName) -> None:
+    """Keep a projection up to date from the stream."""
+    settings = ConsumerSettings()
+    projection_named(name)  # an unknown name fails here, before anything connects
+    run_until_signal(lambda stop: run_consumer(settings, name, stop))
+
+
+@app.command("replay")
+def replay_command(
+    name: ProjectionName,
+    source: Annotated[Source, typer.Option(help="the auth event log, or the stream")] = Source.outbox,
+) -> None:
+    """Rebuild a projection from the event history, atomically."""
+    settings = ConsumerSettings()
+    projection = projection_named(name)
+    history: EventSource = (
+        OutboxLogSource(settings.event_log_database_url)
+        if source is Source.outbox
+        else RedisStreamSource(settings.broker_url, settings.stream)
+    )
+
+    async def rebuild() -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(settings.database_url)
+        try:
+            outcome = await replay(projection, engine, history)
+        finally:
+            await engine.dispose()
+        typer.echo(
+            f"replayed {name} from the {source.value}: {outcome.applied} applied, "
+            f"{outcome.skipped} not handled, {outcome.duplicates} duplicates, "
+            f"{len(outcome.rejected)} rejected"
+        )
+
+    asyncio.run(rebuild())
+
+
+@events_app.command("schema")
+def events_schema() -> None:
+    """Print the JSON Schema of the envelope and of every event."""
+    typer.echo(json.dumps(json_schemas(), indent=2))
+
+
+def main() -> None:
+    """Entry point of the `userbus` console script."""
+    logging.basicConfig(
+        level=os.environ.get("USERBUS_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # FastStream logs every message at INFO; at our volumes that drowns everything else.
+    logging.getLogger("faststream").setLevel(logging.WARNING)
+    app()

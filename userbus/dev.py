@@ -1,0 +1,72 @@
+"""`userbus dev`: the whole system in one process, on embedded servers unless URLs are given."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from auth.migrations import upgrade
+from auth.settings import AuthSettings
+from consumers.settings import ConsumerSettings
+from producers.settings import RelaySettings
+from userbus.embedded import EmbeddedPostgres, EmbeddedValkey
+from userbus.run import run_api, run_consumer, run_relay_until
+
+logger = logging.getLogger(__name__)
+
+
+class DevSettings(BaseSettings):
+    """What `userbus dev` needs to know; a missing URL means an embedded server."""
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    broker_url: str | None = None
+    data_dir: Path = Path(".userbus")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+
+async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
+    """Migrate, then run the API, the relay and the profile consumer until `stop` is set."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    postgres = EmbeddedPostgres(settings.data_dir / "postgres") if not settings.database_url else None
+    valkey = EmbeddedValkey(settings.data_dir / "valkey") if not settings.broker_url else None
+    try:
+        database_url = settings.database_url or await asyncio.to_thread(_start, postgres)
+        broker_url = settings.broker_url or await asyncio.to_thread(_start, valkey)
+        await upgrade(database_url)
+        auth = AuthSettings(database_url=database_url, data_dir=settings.data_dir)
+        relay = RelaySettings(database_url=database_url, broker_url=broker_url)
+        consumer = ConsumerSettings(database_url=database_url, broker_url=broker_url)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        print(
+            f"userbus is running\n  API:    {base}\n  docs:   {base}/docs\n"
+            f"  stream: {relay.stream} on {broker_url}\n  database: {database_url}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        parts = [
+            run_api(auth, stop, host=settings.api_host, port=settings.api_port),
+            run_relay_until(relay, stop),
+            run_consumer(consumer, "profiles", stop),
+        ]
+        tasks = [asyncio.create_task(part) for part in parts]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        # One part failing (the port is taken, say) stops the others too.
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for server in (valkey, postgres):
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+
+
+def _start(server: EmbeddedPostgres | EmbeddedValkey | None) -> str:
+    assert server is not None
+    return server.start()

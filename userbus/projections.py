@@ -1,0 +1,15 @@
+"""The projections the `userbus` command can run and replay, by name."""
+
+from consumers.errors import UnknownProjectionError
+from consumers.projection import Projection
+from downstream_examples.profiles.projection import ProfileProjection
+
+PROJECTIONS: dict[str, type[Projection]] = {ProfileProjection.name: ProfileProjection}
+
+
+def projection_named(name: str) -> Projection:
+    """A new instance of the projection called `name`."""
+    try:
+        return PROJECTIONS[name]()
+    except KeyError:
+        raise UnknownProjectionError(name, list(PROJECTIONS)) from None

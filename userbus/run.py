@@ -1,0 +1,69 @@
+"""Running each part until a stop event: the API, the relay, a consumer; and signal handling."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+
+import uvicorn
+
+from auth.main import create_app
+from auth.settings import AuthSettings
+from consumers.app import create_consumer_app
+from consumers.settings import ConsumerSettings
+from producers.main import run_relay
+from producers.settings import RelaySettings
+from userbus.projections import projection_named
+
+logger = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process's stop event governs shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_api(settings: AuthSettings, stop: asyncio.Event, *, host: str, port: int) -> None:
+    """Serve the HTTP API until `stop` is set, then finish requests in flight."""
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopped.cancel()
+    await serving
+    if not server.started:
+        raise RuntimeError(f"the API could not start on {host}:{port}")
+
+
+async def run_consumer(settings: ConsumerSettings, name: str, stop: asyncio.Event) -> None:
+    """Run the named projection's consumer until `stop` is set."""
+    consumer = create_consumer_app(settings, projection_named(name))
+    await consumer.start()
+    try:
+        await stop.wait()
+    finally:
+        await consumer.stop()
+
+
+async def run_relay_until(settings: RelaySettings, stop: asyncio.Event) -> None:
+    """Run the outbox relay until `stop` is set."""
+    await run_relay(settings, stop)
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` on a new event loop; SIGINT or SIGTERM sets `stop`."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
