@@ -109,7 +109,7 @@ class StreamConsumer:
         # Reading from id 0 returns the entries delivered to this consumer name but never
         # acknowledged: a batch it was applying when it crashed.
         while True:
-            reply = await client.xreadgroup(
+            reply: Any = await client.xreadgroup(
                 self.group,
                 self.settings.consumer_name,
                 {self.settings.stream: "0"},
@@ -118,8 +118,12 @@ class StreamConsumer:
             entries = reply[0][1] if reply else []
             if not entries:
                 return
-            await self.apply(_envelopes([fields.get(STREAM_FIELD.encode()) for _, fields in entries]))
-            await client.xack(self.settings.stream, self.group, *[entry_id for entry_id, _ in entries])
+            await self.apply(
+                _envelopes([fields.get(STREAM_FIELD.encode()) for _, fields in entries])
+            )
+            await client.xack(
+                self.settings.stream, self.group, *[entry_id for entry_id, _ in entries]
+            )
 
 
 def _envelopes(items: Sequence[Any]) -> list[Envelope]:
@@ -127,7 +131,9 @@ def _envelopes(items: Sequence[Any]) -> list[Envelope]:
     for item in items:
         try:
             envelopes.append(
-                Envelope.model_validate(item) if isinstance(item, dict) else envelope_from_json(item)
+                Envelope.model_validate(item)
+                if isinstance(item, dict)
+                else envelope_from_json(item)
             )
         except (ValidationError, MalformedEventError, TypeError) as exc:
             logger.error("skipping an entry that is not an event envelope: %s", exc)

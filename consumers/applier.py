@@ -58,7 +58,9 @@ class ProjectionApplier:
         await self.projection.reset(conn)
         await conn.execute(text(f'TRUNCATE "{self.tracking.schema}".tracking'))
 
-    async def apply_batch(self, conn: AsyncConnection, envelopes: Sequence[Envelope]) -> BatchOutcome:
+    async def apply_batch(
+        self, conn: AsyncConnection, envelopes: Sequence[Envelope]
+    ) -> BatchOutcome:
         """Apply the batch in `conn`'s transaction; the caller commits."""
         outcome = BatchOutcome()
         if not envelopes:
@@ -75,7 +77,10 @@ class ProjectionApplier:
                 outcome.gaps += 1
                 logger.warning(
                     "%s: user %s jumps from sequence %d to %d (events missing)",
-                    self.projection.name, subject, last, envelope.sequence,
+                    self.projection.name,
+                    subject,
+                    last,
+                    envelope.sequence,
                 )
             try:
                 event = event_from_envelope(envelope)

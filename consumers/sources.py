@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 from sqlalchemy import text
@@ -59,7 +59,7 @@ class RedisStreamSource:
         client = redis.Redis.from_url(self._url)
         try:
             start = "-"
-            while entries := await client.xrange(self._stream, min=start, count=size):
+            while entries := await _xrange(client, self._stream, start, size):
                 batch = []
                 for entry_id, fields in entries:
                     try:
@@ -70,3 +70,8 @@ class RedisStreamSource:
                 start = "(" + entries[-1][0].decode()
         finally:
             await client.aclose()
+
+
+async def _xrange(client: "redis.Redis", stream: str, start: str, count: int) -> list[Any]:
+    entries: Any = await client.xrange(stream, min=start, count=count)
+    return list(entries or [])

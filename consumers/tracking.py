@@ -48,7 +48,9 @@ async def lock_positions(
     return {row.subject: row.sequence for row in rows}
 
 
-async def save_positions(conn: AsyncConnection, table: Table, positions: Mapping[UUID, int]) -> None:
+async def save_positions(
+    conn: AsyncConnection, table: Table, positions: Mapping[UUID, int]
+) -> None:
     """Record the new last applied sequence of each subject."""
     if not positions:
         return

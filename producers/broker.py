@@ -54,7 +54,9 @@ class RedisStreamPublisher:
         # republished duplicate is absorbed by consumers) and cost a round trip.
         async with client.pipeline(transaction=False) as pipe:
             for event in events:
-                await self.broker.publish(event.payload.encode(), stream=self._stream, pipeline=pipe)
+                await self.broker.publish(
+                    event.payload.encode(), stream=self._stream, pipeline=pipe
+                )
             await pipe.execute(raise_on_error=True)
 
     async def close(self) -> None:

@@ -7,7 +7,9 @@ from producers.relay import OutboxRelay
 from producers.settings import RelaySettings
 
 
-def create_relay(settings: RelaySettings, *, publisher: EventPublisher | None = None) -> OutboxRelay:
+def create_relay(
+    settings: RelaySettings, *, publisher: EventPublisher | None = None
+) -> OutboxRelay:
     """A relay for the configured database and broker (tests may pass their own publisher)."""
     return OutboxRelay(
         settings.database_url,

@@ -9,6 +9,7 @@ in another order: a high-water mark skips a row committed late with a smaller id
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -120,10 +121,8 @@ async def _in_user_order(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

@@ -4,7 +4,7 @@ import asyncio
 import json
 import logging
 import os
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -20,12 +20,14 @@ from userbus.dev import DevSettings, run_dev
 from userbus.projections import PROJECTIONS, projection_named
 from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
 
-app = typer.Typer(help="userbus: users, passwords and their lifecycle events.", no_args_is_help=True)
+app = typer.Typer(
+    help="userbus: users, passwords and their lifecycle events.", no_args_is_help=True
+)
 events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     """Where a replay reads the event history from."""
 
     outbox = "outbox"
@@ -76,7 +78,9 @@ def consume(name: ProjectionName) -> None:
 @app.command("replay")
 def replay_command(
     name: ProjectionName,
-    source: Annotated[Source, typer.Option(help="the auth event log, or the stream")] = Source.outbox,
+    source: Annotated[
+        Source, typer.Option(help="the auth event log, or the stream")
+    ] = Source.outbox,
 ) -> None:
     """Rebuild a projection from the event history, atomically."""
     settings = ConsumerSettings()

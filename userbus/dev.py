@@ -32,11 +32,12 @@ class DevSettings(BaseSettings):
 async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
     """Migrate, then run the API, the relay and the profile consumer until `stop` is set."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    postgres = EmbeddedPostgres(settings.data_dir / "postgres") if not settings.database_url else None
-    valkey = EmbeddedValkey(settings.data_dir / "valkey") if not settings.broker_url else None
+    postgres = EmbeddedPostgres(settings.data_dir / "postgres")
+    valkey = EmbeddedValkey(settings.data_dir / "valkey")
+    started: list[EmbeddedPostgres | EmbeddedValkey] = []
     try:
-        database_url = settings.database_url or await asyncio.to_thread(_start, postgres)
-        broker_url = settings.broker_url or await asyncio.to_thread(_start, valkey)
+        database_url = settings.database_url or await _start(postgres, started)
+        broker_url = settings.broker_url or await _start(valkey, started)
         await upgrade(database_url)
         auth = AuthSettings(database_url=database_url, data_dir=settings.data_dir)
         relay = RelaySettings(database_url=database_url, broker_url=broker_url)
@@ -62,11 +63,13 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        for server in (valkey, postgres):
-            if server is not None:
-                await asyncio.to_thread(server.stop)
+        for server in reversed(started):
+            await asyncio.to_thread(server.stop)
 
 
-def _start(server: EmbeddedPostgres | EmbeddedValkey | None) -> str:
-    assert server is not None
-    return server.start()
+async def _start(
+    server: EmbeddedPostgres | EmbeddedValkey, started: list[EmbeddedPostgres | EmbeddedValkey]
+) -> str:
+    url = await asyncio.to_thread(server.start)
+    started.append(server)
+    return url

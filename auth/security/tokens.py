@@ -145,7 +145,9 @@ def _public_jwk(key: SigningKey, algorithm: Algorithm) -> dict[str, Any]:
     public = jwt.algorithms.get_default_algorithms()[algorithm].to_jwk(
         key.public_key(), as_dict=True
     )
-    required = {name: public[name] for name in sorted(public) if name in {"crv", "e", "kty", "n", "x"}}
+    required = {
+        name: public[name] for name in sorted(public) if name in {"crv", "e", "kty", "n", "x"}
+    }
     # RFC 7638 thumbprint: the same key always gets the same kid, on every instance.
     canonical = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
     kid = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()

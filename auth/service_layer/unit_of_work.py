@@ -14,7 +14,10 @@ from events import to_envelope
 class UnitOfWork(Protocol):
     """A transaction over users; `commit` writes every recorded event to the outbox with it."""
 
-    users: UserRepository
+    @property
+    def users(self) -> UserRepository:
+        """The users of this transaction."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -33,17 +36,22 @@ class UnitOfWork(Protocol):
 class SqlAlchemyUnitOfWork:
     """UnitOfWork on PostgreSQL: users and outbox rows in one transaction (the outbox pattern)."""
 
-    users: SqlAlchemyUserRepository
-
     def __init__(self, engine: AsyncEngine, *, event_source: str) -> None:
         self._engine = engine
         self._event_source = event_source
         self._conn: AsyncConnection | None = None
+        self._users: SqlAlchemyUserRepository | None = None
+
+    @property
+    def users(self) -> SqlAlchemyUserRepository:
+        """The users of this transaction (only inside `async with`)."""
+        assert self._users is not None, "use the unit of work inside `async with`"
+        return self._users
 
     async def __aenter__(self) -> Self:
         self._conn = await self._engine.connect()
         await self._conn.begin()
-        self.users = SqlAlchemyUserRepository(self._conn)
+        self._users = SqlAlchemyUserRepository(self._conn)
         return self
 
     async def __aexit__(
@@ -56,6 +64,7 @@ class SqlAlchemyUnitOfWork:
         # Anything not committed is rolled back: no state change and, with it, no event.
         await self._conn.close()
         self._conn = None
+        self._users = None
 
     async def commit(self) -> None:
         """Save changed users, append their events to the outbox, then commit both."""

@@ -30,9 +30,9 @@ class ProfileProjection(Projection):
                 }
                 # Idempotent by itself too: the same registration twice leaves one row.
                 await conn.execute(
-                    insert(profiles).values(row).on_conflict_do_update(
-                        index_elements=[profiles.c.user_id], set_=row
-                    )
+                    insert(profiles)
+                    .values(row)
+                    .on_conflict_do_update(index_elements=[profiles.c.user_id], set_=row)
                 )
             case UserDeleted():
                 await conn.execute(delete(profiles).where(profiles.c.user_id == event.user_id))

@@ -119,7 +119,8 @@ def test_restart_after_sigkill_is_fast_and_keeps_data(data_dir: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
     ready, _, _ = select.select([child.stdout], [], [], 60)
     first_redis_url = child.stdout.readline().strip() if ready else ""
     child.send_signal(signal.SIGKILL)

@@ -1,0 +1,148 @@
+"""Password rules and bcrypt hashing: bounded in bytes, never truncated, never on the event loop."""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from auth.domain.passwords import (
+    MAX_PASSWORD_BYTES,
+    BcryptPasswordHasher,
+    PasswordHasher,
+    password_problem,
+)
+
+# 24 x 3 bytes: 72 bytes of UTF-8 in only 24 characters.
+EURO_72_BYTES = "\N{EURO SIGN}" * 24
+
+
+@pytest.fixture
+def hasher() -> Iterator[BcryptPasswordHasher]:
+    """The real hasher at bcrypt's lowest cost."""
+    hasher = BcryptPasswordHasher(rounds=4, workers=2)
+    yield hasher
+    hasher.close()
+
+
+def test_bcrypt_hasher_is_a_password_hasher(hasher: BcryptPasswordHasher) -> None:
+    checked: PasswordHasher = hasher
+    assert checked is hasher
+
+
+def test_a_password_of_7_characters_is_too_short() -> None:
+    assert password_problem("abcdefg") == "the password must have at least 8 characters"
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["abcdefgh", "a" * MAX_PASSWORD_BYTES, EURO_72_BYTES[:8], "é" * 36],
+    ids=["8-chars", "72-ascii-bytes", "8-multibyte-chars", "72-bytes-of-e-acute"],
+)
+def test_passwords_from_8_characters_up_to_72_bytes_are_accepted(password: str) -> None:
+    assert password_problem(password) is None
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["a" * 73, EURO_72_BYTES + "a", "é€" * 25],
+    ids=["73-ascii-bytes", "73-bytes-in-25-chars", "125-bytes-in-50-chars"],
+)
+def test_passwords_over_72_bytes_are_refused_however_few_characters(password: str) -> None:
+    assert password_problem(password) == "the password must be at most 72 bytes in UTF-8"
+
+
+async def test_a_hashed_password_verifies(hasher: BcryptPasswordHasher) -> None:
+    hashed = await hasher.hash("correct horse battery")
+
+    assert hashed.startswith("$2")
+    assert "correct horse battery" not in hashed
+    assert await hasher.verify("correct horse battery", hashed) is True
+
+
+async def test_a_multibyte_password_of_72_bytes_verifies(hasher: BcryptPasswordHasher) -> None:
+    hashed = await hasher.hash(EURO_72_BYTES)
+
+    assert await hasher.verify(EURO_72_BYTES, hashed) is True
+
+
+async def test_the_same_password_hashes_differently_each_time(
+    hasher: BcryptPasswordHasher,
+) -> None:
+    assert await hasher.hash("correct horse battery") != await hasher.hash("correct horse battery")
+
+
+async def test_a_wrong_password_does_not_verify(hasher: BcryptPasswordHasher) -> None:
+    hashed = await hasher.hash("correct horse battery")
+
+    assert await hasher.verify("correct horse battery!", hashed) is False
+    assert await hasher.verify("Correct horse battery", hashed) is False
+
+
+async def test_no_password_verifies_without_a_hash(hasher: BcryptPasswordHasher) -> None:
+    assert await hasher.verify("correct horse battery", None) is False
+    # Not even the password behind the dummy hash that the timing check uses.
+    assert await hasher.verify("userbus-dummy-password", None) is False
+
+
+@pytest.mark.xfail(
+    reason="BUG: an empty stored hash is replaced by the dummy hash and can_match stays True, "
+    "so the dummy password logs in (auth/domain/passwords.py:61-66)",
+    strict=True,
+)
+async def test_no_password_verifies_against_an_empty_hash(hasher: BcryptPasswordHasher) -> None:
+    assert await hasher.verify("userbus-dummy-password", "") is False
+
+
+async def test_a_password_over_72_bytes_never_matches_even_if_it_starts_with_the_password(
+    hasher: BcryptPasswordHasher,
+) -> None:
+    password = "p" * MAX_PASSWORD_BYTES
+    hashed = await hasher.hash(password)
+
+    assert await hasher.verify(password, hashed) is True
+    assert await hasher.verify(password + "x", hashed) is False
+    assert await hasher.verify(password + "p" * 100, hashed) is False
+
+
+async def test_a_multibyte_password_over_72_bytes_never_matches_its_prefix(
+    hasher: BcryptPasswordHasher,
+) -> None:
+    hashed = await hasher.hash(EURO_72_BYTES)
+
+    assert await hasher.verify(EURO_72_BYTES + "\N{EURO SIGN}", hashed) is False
+
+
+@pytest.mark.parametrize("operation", ["hash", "verify"])
+async def test_hashing_runs_off_the_event_loop(operation: str) -> None:
+    # rounds=8 takes tens of milliseconds: long enough to see the loop keep ticking.
+    hasher = BcryptPasswordHasher(rounds=8, workers=1)
+    ticks = 0
+    done = False
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        if operation == "hash":
+            await hasher.hash("correct horse battery")
+        else:
+            await hasher.verify("correct horse battery", None)
+    finally:
+        done = True
+        await ticker
+        hasher.close()
+
+    assert ticks > 10
+
+
+async def test_a_closed_hasher_takes_no_more_work() -> None:
+    hasher = BcryptPasswordHasher(rounds=4, workers=1)
+
+    hasher.close()
+
+    with pytest.raises(RuntimeError):
+        await hasher.hash("correct horse battery")
