@@ -16,13 +16,23 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError("database_url must be a postgresql:// URL")
 
 
-class AuthSettings(BaseSettings):
-    """Everything the auth service is configured by; built once in main and passed down."""
+class DatabaseSettings(BaseSettings):
+    """Where the auth database is: all that `userbus migrate` needs."""
 
     model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
 
-    environment: Literal["development", "test", "production"] = "development"
     database_url: str = Field(description="PostgreSQL URL of the auth database")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        return sqlalchemy_url(value)
+
+
+class AuthSettings(DatabaseSettings):
+    """Everything the auth service is configured by; built once in main and passed down."""
+
+    environment: Literal["development", "test", "production"] = "development"
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     # bcrypt runs in threads (it releases the GIL); one per core keeps cheap requests responsive.
     hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
@@ -35,11 +45,6 @@ class AuthSettings(BaseSettings):
     jwt_audience: str = "userbus"
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     db_pool_size: int = Field(default=10, ge=1)
-
-    @field_validator("database_url")
-    @classmethod
-    def _normalise_url(cls, value: str) -> str:
-        return sqlalchemy_url(value)
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> "AuthSettings":

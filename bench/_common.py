@@ -40,10 +40,21 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
+class _WarningsOnly(logging.Filter):
+    """Lets only warnings and errors through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether the record is a warning or worse."""
+        return record.levelno >= logging.WARNING
+
+
 def quiet_logging() -> None:
     """Warnings only: FastStream logs every message at INFO, which would cost time and lines."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faststream").setLevel(logging.WARNING)
+    # FastStream's access logger sets its own INFO level and does not propagate, so the
+    # level above does not reach it; a filter on it survives FastStream's setup.
+    logging.getLogger("faststream.access.redis").addFilter(_WarningsOnly())
 
 
 def free_port() -> int:

@@ -180,7 +180,7 @@ async def main(args: argparse.Namespace) -> float:
     show(f"registrations over HTTP ({args.repeats} x {args.count})", rate, "registrations/s", 2)
     show("request latency median", percentile(latencies, 0.5) * 1000, "ms")
     show("request latency max", max(latencies) * 1000, "ms")
-    ratio = rate / baseline
+    ratio: float = rate / baseline
     met = ratio >= TARGET_RATIO
     show_ratio("ratio registrations/s / bcrypt hashes/s", ratio, f">= {TARGET_RATIO}", met)
     return ratio

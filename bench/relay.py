@@ -209,7 +209,7 @@ async def main(args: argparse.Namespace) -> float:
     show("  of which in publish (FastStream + XADD)", publish_seconds, "s", 2)
     show("  of which elsewhere (PostgreSQL, loop)", relay_seconds - publish_seconds, "s", 2)
     show_ratio("ratio relay / bare loop", relay_rate / bare_rate)
-    ratio = relay_rate / xadd_rate
+    ratio: float = relay_rate / xadd_rate
     show_ratio("ratio relay / raw XADD", ratio, f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
     return ratio
 

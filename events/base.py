@@ -4,13 +4,15 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Event(BaseModel):
     """A fact about one user; the class name is the wire `type`. Never carries a secret."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # extra="ignore": a newer producer may add optional fields to an event; an older consumer
+    # must still read it (the contract only ever adds optional fields to a type).
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     user_id: UUID
 
@@ -35,11 +37,17 @@ class Envelope(BaseModel):
     id: UUID
     source: str = Field(min_length=1)
     type: str = Field(min_length=1)
-    subject: str = Field(min_length=1)
+    subject: str = Field(min_length=1, description="the user id (a UUID)")
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
     sequence: int = Field(ge=1)
     data: dict[str, Any]
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_is_a_user_id(cls, value: str) -> str:
+        # Normalised, so that an upper-case UUID still equals data.user_id.
+        return str(UUID(value))
 
     @property
     def user_id(self) -> UUID:

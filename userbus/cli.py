@@ -3,20 +3,21 @@
 import asyncio
 import json
 import logging
-import os
 from enum import StrEnum
 from typing import Annotated
 
 import typer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.migrations import upgrade
-from auth.settings import AuthSettings
+from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, RedisStreamSource
 from events import json_schemas
 from producers.settings import RelaySettings
-from userbus.dev import DevSettings, run_dev
 from userbus.projections import PROJECTIONS, projection_named
 from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
 
@@ -40,6 +41,10 @@ ProjectionName = Annotated[str, typer.Argument(help=f"one of: {', '.join(PROJECT
 @app.command()
 def dev() -> None:
     """Run the whole system: migrations, API, relay and profile consumer."""
+    # Imported here: the embedded servers are for development only, and loading them costs
+    # every other command time and warnings.
+    from userbus.dev import DevSettings, run_dev
+
     settings = DevSettings()
     run_until_signal(lambda stop: run_dev(settings, stop))
 
@@ -47,7 +52,7 @@ def dev() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the auth database schema up to date."""
-    asyncio.run(upgrade(AuthSettings().database_url))
+    asyncio.run(upgrade(DatabaseSettings().database_url))
 
 
 @app.command()
@@ -92,8 +97,6 @@ def replay_command(
     )
 
     async def rebuild() -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
         engine = create_async_engine(settings.database_url)
         try:
             outcome = await replay(projection, engine, history)
@@ -114,10 +117,18 @@ def events_schema() -> None:
     typer.echo(json.dumps(json_schemas(), indent=2))
 
 
+class LogSettings(BaseSettings):
+    """How much every `userbus` process logs."""
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+
 def main() -> None:
     """Entry point of the `userbus` console script."""
     logging.basicConfig(
-        level=os.environ.get("USERBUS_LOG_LEVEL", "INFO").upper(),
+        level=LogSettings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # FastStream logs every message at INFO; at our volumes that drowns everything else.

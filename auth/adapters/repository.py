@@ -105,6 +105,7 @@ class SqlAlchemyUserRepository:
             result = await self._conn.execute(update(users).where(condition).values(**values))
         if result.rowcount != 1:
             raise ConcurrentUpdateError()
+        self._loaded_versions[user.id] = user.version
 
     async def _one(self, condition: Any) -> User | None:
         row = (await self._conn.execute(select(users).where(condition))).first()

@@ -58,7 +58,7 @@ class BcryptPasswordHasher:
         candidate = password.encode("utf-8")
         # No stored hash comes from a password over 72 bytes, so such a password never
         # matches; it is still checked (against the dummy) so that it costs the same time.
-        can_match = password_hash is not None and len(candidate) <= MAX_PASSWORD_BYTES
+        can_match = bool(password_hash) and len(candidate) <= MAX_PASSWORD_BYTES
         target = password_hash.encode("ascii") if can_match and password_hash else self._dummy_hash
         matches = await loop.run_in_executor(
             self._executor, bcrypt.checkpw, candidate[:MAX_PASSWORD_BYTES], target

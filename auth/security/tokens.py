@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,10 +128,15 @@ def generate_private_key_pem(algorithm: Algorithm) -> bytes:
 
 
 def _generated_key(path: Path, algorithm: Algorithm) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(generate_private_key_pem(algorithm))
-        path.chmod(0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL with mode 0600: never readable by others, not even for an instant, and of two
+        # instances starting together exactly one writes the key and both use it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as file:
+        file.write(generate_private_key_pem(algorithm))
     return path.read_bytes()
 
 

@@ -19,10 +19,10 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from auth.settings import AuthSettings
+from auth.settings import AuthSettings, DatabaseSettings
 from consumers.settings import ConsumerSettings
 from producers.settings import RelaySettings
-from userbus.cli import app
+from userbus.cli import LogSettings, app
 from userbus.dev import DevSettings
 from userbus.projections import PROJECTIONS
 
@@ -35,11 +35,13 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     RelaySettings,
     ConsumerSettings,
     DevSettings,
+    DatabaseSettings,
+    LogSettings,
 )
 # The settings class each command builds from the environment (see userbus/cli.py).
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "dev": DevSettings,
-    "migrate": AuthSettings,
+    "migrate": DatabaseSettings,
     "api": AuthSettings,
     "relay": RelaySettings,
     "consume": ConsumerSettings,

@@ -3,22 +3,19 @@
 import asyncio
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.conftest import server_processes
 from userbus.embedded import EmbeddedPostgres, EmbeddedServers, EmbeddedValkey
 
 pytestmark = pytest.mark.integration
@@ -32,6 +29,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from tests.conftest import server_processes
 from userbus.embedded import EmbeddedServers
 
 data_dir, marker = Path(sys.argv[1]), sys.argv[2]
@@ -49,33 +47,6 @@ redis.Redis.from_url(urls.redis_url).xadd("events", {"body": marker})
 print(urls.redis_url, flush=True)
 time.sleep(600)
 """
-
-
-def server_processes(data_dir: Path) -> list[psutil.Process]:
-    """Return the live postgres and valkey-server processes working in `data_dir`."""
-    found = []
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] not in {"postgres", "valkey-server"}:
-            continue
-        try:
-            # Killed orphans stay zombies here (PID 1 does not reap); they hold nothing.
-            alive = proc.status() != psutil.STATUS_ZOMBIE
-            if alive and Path(proc.cwd()).is_relative_to(data_dir):
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """Give a fresh data dir the `embedded_postgres` system user can traverse."""
-    path = Path(tempfile.mkdtemp(prefix="userbus-embedded-", dir="/tmp")).resolve()
-    path.chmod(0o755)
-    yield path
-    for proc in server_processes(path):  # a failed test must not leak servers
-        proc.kill()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def notes(database_url: str) -> list[str]:

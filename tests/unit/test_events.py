@@ -156,6 +156,11 @@ def test_bytes_that_are_not_an_envelope_are_malformed(raw: bytes | str) -> None:
         envelope_from_json(raw)
 
 
+def test_an_envelope_whose_subject_is_not_a_user_id_is_malformed() -> None:
+    with pytest.raises(MalformedEventError, match="subject"):
+        envelope_from_json(envelope_json(subject="not-a-uuid"))
+
+
 def test_envelope_missing_an_attribute_is_malformed() -> None:
     document = json.loads(envelope_json())
     del document["source"]
@@ -188,11 +193,11 @@ def test_no_event_has_a_field_that_could_hold_a_secret() -> None:
 
 
 def test_registry_names_each_event_by_its_class() -> None:
-    assert EVENT_TYPES == {
+    assert {
         "UserRegistered": UserRegistered,
         "PasswordChanged": PasswordChanged,
         "UserDeleted": UserDeleted,
-    }
+    } == EVENT_TYPES
 
 
 def test_json_schemas_describe_the_envelope_and_every_event_type() -> None:

@@ -59,7 +59,10 @@ def test_changing_the_password_bumps_the_version_and_records_the_change() -> Non
     assert user.password_hash == "fake$secret-2"
     assert user.version == 2
     assert user.updated_at == later
-    assert user.events[-1] == (2, PasswordChanged(user_id=user.id, changed_at=later, reason="reset"))
+    assert user.events[-1] == (
+        2,
+        PasswordChanged(user_id=user.id, changed_at=later, reason="reset"),
+    )
 
 
 def test_deleting_marks_the_user_deleted_and_records_user_deleted() -> None:

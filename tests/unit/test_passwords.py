@@ -84,11 +84,6 @@ async def test_no_password_verifies_without_a_hash(hasher: BcryptPasswordHasher)
     assert await hasher.verify("userbus-dummy-password", None) is False
 
 
-@pytest.mark.xfail(
-    reason="BUG: an empty stored hash is replaced by the dummy hash and can_match stays True, "
-    "so the dummy password logs in (auth/domain/passwords.py:61-66)",
-    strict=True,
-)
 async def test_no_password_verifies_against_an_empty_hash(hasher: BcryptPasswordHasher) -> None:
     assert await hasher.verify("userbus-dummy-password", "") is False
 

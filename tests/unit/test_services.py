@@ -245,6 +245,7 @@ async def test_a_user_deletes_their_own_account(
     assert user.id not in uow_factory.rows
     sequence, event = uow_factory.outbox[-1]
     assert sequence == 2
+    assert isinstance(event, UserDeleted)
     assert event == UserDeleted(
         user_id=user.id, username="alice", deleted_at=event.deleted_at, reason="requested"
     )

@@ -4,8 +4,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 
 from auth.domain.errors import NotAuthenticatedError
 from auth.domain.model import User
+from auth.security import tokens as tokens_module
 from auth.security.tokens import (
     LEEWAY,
     Algorithm,
@@ -87,18 +88,15 @@ def user() -> User:
 
 
 @pytest.fixture(autouse=True)
-def no_userbus_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_userbus_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from the test alone, never from this machine's USERBUS_* variables."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("USERBUS_"):
             monkeypatch.delenv(name)
-    yield
 
 
 def settings(**values: Any) -> AuthSettings:
-    return AuthSettings(database_url=DATABASE_URL, _env_file=None, **values)  # type: ignore[call-arg]
+    return AuthSettings(database_url=DATABASE_URL, _env_file=None, **values)
 
 
 def valid_claims(user: User, **changes: Any) -> dict[str, Any]:
@@ -131,9 +129,7 @@ def hs256_token(claims: dict[str, Any], secret: bytes, kid: str) -> str:
     return f"{header}.{payload}.{b64(signature)}"
 
 
-def test_an_issued_token_verifies_to_the_users_principal(
-    tokens: TokenService, user: User
-) -> None:
+def test_an_issued_token_verifies_to_the_users_principal(tokens: TokenService, user: User) -> None:
     issued = tokens.issue(user)
 
     principal = tokens.verify(issued.token)
@@ -237,7 +233,7 @@ def test_a_token_for_another_audience_or_from_another_issuer_is_refused(
 
 
 def test_an_unsigned_alg_none_token_is_refused(tokens: TokenService, user: User) -> None:
-    token = jwt.encode(valid_claims(user), None, algorithm="none", headers={"kid": tokens.kid})
+    token = jwt.encode(valid_claims(user), "", algorithm="none", headers={"kid": tokens.kid})
 
     with pytest.raises(NotAuthenticatedError):
         tokens.verify(token)
@@ -246,7 +242,7 @@ def test_an_unsigned_alg_none_token_is_refused(tokens: TokenService, user: User)
 def test_an_alg_none_token_with_a_signature_part_is_refused(
     tokens: TokenService, user: User
 ) -> None:
-    token = jwt.encode(valid_claims(user), None, algorithm="none", headers={"kid": tokens.kid})
+    token = jwt.encode(valid_claims(user), "", algorithm="none", headers={"kid": tokens.kid})
 
     with pytest.raises(NotAuthenticatedError):
         tokens.verify(token + b64(b"anything"))
@@ -349,16 +345,16 @@ def test_the_signing_key_is_read_from_a_file(algorithm_name: Algorithm, tmp_path
     assert service_for(key, algorithm_name).kid == expected
 
 
-@pytest.mark.parametrize(
-    ("key_algorithm", "configured"), [("EdDSA", "RS256"), ("RS256", "EdDSA")]
-)
+@pytest.mark.parametrize(("key_algorithm", "configured"), [("EdDSA", "RS256"), ("RS256", "EdDSA")])
 def test_a_key_that_does_not_fit_the_algorithm_is_refused(
     key_algorithm: Algorithm, configured: Algorithm
 ) -> None:
     pem = pem_of(key_algorithm)
 
     with pytest.raises(ValueError, match="does not fit"):
-        load_signing_key(settings(jwt_algorithm=configured, jwt_private_key=SecretStr(pem.decode())))
+        load_signing_key(
+            settings(jwt_algorithm=configured, jwt_private_key=SecretStr(pem.decode()))
+        )
 
 
 def test_development_without_a_key_generates_one_in_the_data_dir_and_reuses_it(
@@ -372,6 +368,31 @@ def test_development_without_a_key_generates_one_in_the_data_dir_and_reuses_it(
     assert first.kid == second.kid
     assert development.generated_key_file.parent == tmp_path / "data"
     assert stat.S_IMODE(development.generated_key_file.stat().st_mode) == 0o600
+
+
+def test_a_generated_key_is_never_readable_by_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    development = settings(environment="development", data_dir=tmp_path)
+    key_file = development.generated_key_file
+    modes_while_writing: list[int] = []
+    generate = tokens_module.generate_private_key_pem
+
+    def spy(algorithm: Any) -> bytes:
+        # The key is about to be written: whatever file exists now must already be private.
+        if key_file.exists():
+            modes_while_writing.append(stat.S_IMODE(key_file.stat().st_mode))
+        return generate(algorithm)
+
+    monkeypatch.setattr(tokens_module, "generate_private_key_pem", spy)
+    previous_umask = os.umask(0o022)
+    try:
+        load_signing_key(development)
+    finally:
+        os.umask(previous_umask)
+
+    assert [mode for mode in modes_while_writing if mode & 0o077] == []
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
 def test_production_without_a_key_refuses_to_start(tmp_path: Path) -> None:

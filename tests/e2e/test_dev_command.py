@@ -1,0 +1,141 @@
+"""`userbus dev` as a user runs it: embedded servers, one command, Ctrl-C, and a crash."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as redis
+
+from events.wire import STREAM_FIELD
+from tests.conftest import server_processes, unique_username
+from tests.integration.helpers import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class DevRun:
+    """A running `userbus dev` and the addresses it printed."""
+
+    process: asyncio.subprocess.Process
+    api: str
+    database_url: str
+    broker_url: str
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def userbus_dev(data_dir: Path, port: int) -> AsyncIterator[DevRun]:
+    """Start `userbus dev` with no URLs configured; yield once it printed where it runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USERBUS_")}
+    env |= {"USERBUS_DATA_DIR": str(data_dir / ".userbus"), "USERBUS_API_PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "userbus", "dev",
+        env=env, cwd=data_dir, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    printed: dict[str, str] = {}
+    async with asyncio.timeout(60):
+        while "Ctrl-C" not in (line := (await process.stdout.readline()).decode()):
+            assert line, "userbus dev exited before it was running"
+            key, _, value = line.strip().partition(": ")
+            printed[key] = value.strip()
+    broker_url = printed["stream"].split(" on ", 1)[1]
+    database_url = printed["database"].replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        yield DevRun(process, printed["API"], database_url, broker_url)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def healthy(api: str) -> bool:
+    """Whether the API answers /healthz."""
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{api}/healthz")).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def test_userbus_dev_runs_the_whole_path_and_stops_cleanly(data_dir: Path) -> None:
+    async with userbus_dev(data_dir, free_port()) as dev:
+        await eventually(lambda: healthy(dev.api), timeout=30)
+        username = unique_username()
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                f"{dev.api}/users",
+                json={
+                    "username": username,
+                    "email": f"{username}@example.com",
+                    "password": "p" * 10,
+                },
+            )
+            assert response.status_code == 201
+            docs = await client.get(f"{dev.api}/docs")
+            assert docs.status_code == 200
+        registered = time.monotonic()
+
+        conn = await asyncpg.connect(dev.database_url)
+        try:
+
+            async def profile_exists() -> bool:
+                row = await conn.fetchrow(
+                    "SELECT 1 FROM profiles.profiles WHERE username = $1", username
+                )
+                return row is not None
+
+            await eventually(profile_exists, timeout=1.0, interval=0.01)
+            assert time.monotonic() - registered < 1.0
+        finally:
+            await conn.close()
+        client_redis = redis.Redis.from_url(dev.broker_url)
+        entries = await client_redis.xrange("userbus.users")
+        await client_redis.aclose()
+        assert username.encode() in entries[-1][1][STREAM_FIELD.encode()]
+
+        dev.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await dev.process.wait() == 0
+    assert server_processes(data_dir) == []
+
+
+async def test_userbus_dev_starts_again_after_a_crash_and_keeps_its_data(data_dir: Path) -> None:
+    username = unique_username()
+    port = free_port()
+    async with userbus_dev(data_dir, port) as dev:
+        await eventually(lambda: healthy(dev.api), timeout=30)
+        async with httpx.AsyncClient() as client:
+            body = {"username": username, "email": f"{username}@example.com", "password": "p" * 10}
+            assert (await client.post(f"{dev.api}/users", json=body)).status_code == 201
+        dev.process.send_signal(signal.SIGKILL)  # no cleanup at all: orphans stay behind
+        await dev.process.wait()
+    assert server_processes(data_dir) != []
+
+    async with userbus_dev(data_dir, port) as dev:
+        await eventually(lambda: healthy(dev.api), timeout=30)
+        async with httpx.AsyncClient() as client:
+            login = {"username": username, "password": "p" * 10}
+            assert (await client.post(f"{dev.api}/auth/login", json=login)).status_code == 200
+        dev.process.send_signal(signal.SIGINT)  # Ctrl-C
+        async with asyncio.timeout(30):
+            assert await dev.process.wait() == 0
+    assert server_processes(data_dir) == []

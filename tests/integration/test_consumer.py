@@ -1,0 +1,232 @@
+"""The consumer toolkit on real Redis and PostgreSQL: exactly-once effect, crashes, bad input."""
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from consumers.app import StreamConsumer, create_consumer_app
+from consumers.settings import ConsumerSettings
+from downstream_examples.profiles.projection import ProfileProjection
+from events import Envelope, Event, UserDeleted, UserRegistered, to_envelope
+from events.wire import STREAM_FIELD
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def registered(name: str | None = None) -> Envelope:
+    """A UserRegistered envelope of a new user."""
+    name = name or f"user_{uuid.uuid4().hex[:8]}"
+    event = UserRegistered(
+        user_id=uuid.uuid4(),
+        username=name,
+        email=f"{name}@example.com",
+        role="user",
+        registered_at=NOW,
+    )
+    return to_envelope(event, sequence=1, source="/test")
+
+
+def deleted(envelope: Envelope, sequence: int = 2) -> Envelope:
+    """The UserDeleted envelope that follows a registration."""
+    event = UserDeleted(
+        user_id=envelope.user_id, username=envelope.data["username"], deleted_at=NOW
+    )
+    return to_envelope(event, sequence=sequence, source="/test")
+
+
+async def xadd(redis_url: str, stream: str, payloads: Sequence[Envelope | bytes]) -> None:
+    """Append envelopes (or raw bytes) to the stream, as the relay does."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for payload in payloads:
+            data = payload.model_dump_json().encode() if isinstance(payload, Envelope) else payload
+            await client.xadd(stream, {STREAM_FIELD: data})
+    finally:
+        await client.aclose()
+
+
+async def profiles(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    """The profile table, ordered."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT * FROM profiles.profiles ORDER BY user_id"))
+        return [tuple(row) for row in rows]
+
+
+async def pending(redis_url: str, stream: str, group: str = "profiles") -> int:
+    """How many entries the group has received but not acknowledged."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        summary = await client.xpending(stream, group)
+    finally:
+        await client.aclose()
+    return int(summary["pending"])
+
+
+@pytest.fixture
+async def consumer(consumer_settings: ConsumerSettings) -> AsyncIterator[StreamConsumer]:
+    """A started profile consumer on this test's stream."""
+    consumer = create_consumer_app(consumer_settings, ProfileProjection())
+    await consumer.start()
+    yield consumer
+    await consumer.stop()
+
+
+async def test_registration_and_deletion_are_applied(
+    consumer: StreamConsumer, consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    alice, bob = registered("alice"), registered("bob")
+    await xadd(consumer_settings.broker_url, consumer_settings.stream, [alice, bob, deleted(bob)])
+
+    async def only_alice() -> bool:
+        rows = await profiles(engine)
+        return [row[1] for row in rows] == ["alice"]
+
+    await eventually(only_alice)
+    await eventually(lambda: _zero(pending(consumer_settings.broker_url, consumer_settings.stream)))
+
+
+async def _zero(count: Any) -> bool:
+    return await count == 0
+
+
+async def test_a_redelivered_event_is_applied_once(
+    consumer: StreamConsumer, consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    carol = registered("carol")
+    gone = deleted(carol)
+    # The duplicate registration arrives after the deletion: applying it again would
+    # resurrect carol's profile.
+    await xadd(consumer_settings.broker_url, consumer_settings.stream, [carol, gone, carol, gone])
+
+    async def all_seen() -> bool:
+        return consumer.totals.applied + consumer.totals.duplicates == 4
+
+    await eventually(all_seen)
+    assert consumer.totals.duplicates == 2
+    assert await profiles(engine) == []
+
+
+async def test_a_new_group_starts_from_the_beginning_of_the_stream(
+    consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    early = registered("early")
+    await xadd(consumer_settings.broker_url, consumer_settings.stream, [early])
+    consumer = create_consumer_app(consumer_settings, ProfileProjection())
+    await consumer.start()
+    try:
+
+        async def applied() -> bool:
+            return len(await profiles(engine)) == 1
+
+        await eventually(applied)
+    finally:
+        await consumer.stop()
+
+
+async def test_entries_left_unacknowledged_by_a_crash_are_applied_at_restart(
+    consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    first = create_consumer_app(consumer_settings, ProfileProjection())
+    await first.start()  # creates the group and tables
+    await first.stop()
+    dave = registered("dave")
+    await xadd(consumer_settings.broker_url, consumer_settings.stream, [dave])
+    # The same consumer name reads the entry and dies before applying or acknowledging it.
+    client = redis.Redis.from_url(consumer_settings.broker_url)
+    await client.xreadgroup(
+        "profiles", consumer_settings.consumer_name, {consumer_settings.stream: ">"}
+    )
+    await client.aclose()
+    assert await pending(consumer_settings.broker_url, consumer_settings.stream) == 1
+
+    restarted = create_consumer_app(consumer_settings, ProfileProjection())
+    await restarted.start()
+    try:
+        assert [row[1] for row in await profiles(engine)] == ["dave"]
+        assert await pending(consumer_settings.broker_url, consumer_settings.stream) == 0
+    finally:
+        await restarted.stop()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"not json", b'{"json": "but not an envelope"}', b"[1, 2]", b'{"specversion": "1.0"}'],
+)
+async def test_an_entry_that_is_not_an_event_is_skipped_and_acknowledged(
+    consumer: StreamConsumer,
+    consumer_settings: ConsumerSettings,
+    engine: AsyncEngine,
+    garbage: bytes,
+) -> None:
+    erin = registered("erin")
+    await xadd(consumer_settings.broker_url, consumer_settings.stream, [garbage, erin])
+
+    async def erin_applied() -> bool:
+        return [row[1] for row in await profiles(engine)] == ["erin"]
+
+    await eventually(erin_applied)
+    await eventually(lambda: _zero(pending(consumer_settings.broker_url, consumer_settings.stream)))
+
+
+async def test_an_unknown_event_type_is_skipped_and_later_events_still_apply(
+    consumer: StreamConsumer, consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    frank = registered("frank")
+    from_the_future = frank.model_copy(
+        update={"type": "UserTeleported", "sequence": 2, "id": uuid.uuid4()}
+    )
+    await xadd(
+        consumer_settings.broker_url,
+        consumer_settings.stream,
+        [frank, from_the_future, deleted(frank, sequence=3)],
+    )
+
+    async def frank_gone() -> bool:
+        return consumer.totals.skipped == 1 and await profiles(engine) == []
+
+    await eventually(frank_gone)
+    assert consumer.totals.gaps == 0
+
+
+class FlakyDatabaseProjection(ProfileProjection):
+    """Fails like a database that is away for the first `failures` attempts."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OperationalError("SELECT 1", {}, ConnectionResetError("database went away"))
+        await super().apply(conn, event, envelope)
+
+
+async def test_a_database_outage_is_retried_in_place_and_loses_nothing(
+    consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    projection = FlakyDatabaseProjection(failures=3)
+    consumer = create_consumer_app(consumer_settings, projection)
+    await consumer.start()
+    try:
+        gina = registered("gina")
+        await xadd(
+            consumer_settings.broker_url, consumer_settings.stream, [gina, registered("hal")]
+        )
+
+        async def both_applied() -> bool:
+            return len(await profiles(engine)) == 2
+
+        await eventually(both_applied)
+        assert projection.failures == 0
+    finally:
+        await consumer.stop()
