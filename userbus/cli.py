@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -35,7 +35,16 @@ class Source(StrEnum):
     stream = "stream"
 
 
-ProjectionName = Annotated[str, typer.Argument(help=f"one of: {', '.join(PROJECTIONS)}")]
+def _known_projection(name: str) -> str:
+    if name not in PROJECTIONS:
+        raise typer.BadParameter(f"no projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}")
+    return name
+
+
+ProjectionName = Annotated[
+    str,
+    typer.Argument(help=f"one of: {', '.join(PROJECTIONS)}", callback=_known_projection),
+]
 
 
 @app.command()
@@ -76,7 +85,6 @@ def relay() -> None:
 def consume(name: ProjectionName) -> None:
     """Keep a projection up to date from the stream."""
     settings = ConsumerSettings()
-    projection_named(name)  # an unknown name fails here, before anything connects
     run_until_signal(lambda stop: run_consumer(settings, name, stop))
 
 
@@ -133,4 +141,13 @@ def main() -> None:
     )
     # FastStream logs every message at INFO; at our volumes that drowns everything else.
     logging.getLogger("faststream").setLevel(logging.WARNING)
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        # A missing or malformed USERBUS_* variable: say which, without a traceback.
+        problems = "; ".join(
+            f"USERBUS_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        typer.echo(f"userbus: configuration error: {problems}", err=True)
+        raise SystemExit(2) from None
