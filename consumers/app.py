@@ -17,7 +17,7 @@ from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from events import Envelope, MalformedEventError, envelope_from_json
-from events.wire import STREAM_FIELD, CloudEventJSONFormat
+from events.wire import BROKER_LOGGER, STREAM_FIELD, CloudEventJSONFormat
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,12 @@ class StreamConsumer:
         self.applier = ProjectionApplier(projection)
         self.group = projection.name
         self.engine = engine or create_async_engine(settings.database_url, pool_pre_ping=True)
-        self.broker = RedisBroker(settings.broker_url, message_format=CloudEventJSONFormat)
+        self.broker = RedisBroker(
+            settings.broker_url,
+            message_format=CloudEventJSONFormat,
+            logger=logging.getLogger(BROKER_LOGGER),
+            log_level=logging.DEBUG,
+        )
         self.totals = BatchOutcome()
         self._stopping = asyncio.Event()
         self.broker.subscriber(

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from faststream._internal.parser import CodecProto
 
 STREAM_FIELD = "__data__"
+# FastStream logs every message at INFO; its brokers log here instead, one level lower.
+BROKER_LOGGER = "userbus.broker"
 CONTENT_TYPE = "application/cloudevents+json"
 
 

@@ -1,5 +1,6 @@
 """The broker behind one `publish`: FastStream to a Redis/Valkey Stream."""
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -7,7 +8,7 @@ from uuid import UUID
 
 from faststream.redis import RedisBroker
 
-from events.wire import CloudEventJSONFormat
+from events.wire import BROKER_LOGGER, CloudEventJSONFormat
 from producers.settings import RelaySettings
 
 
@@ -40,7 +41,12 @@ class RedisStreamPublisher:
     """XADDs each envelope to the stream through FastStream, one pipeline round trip a batch."""
 
     def __init__(self, url: str, stream: str) -> None:
-        self.broker = RedisBroker(url, message_format=CloudEventJSONFormat)
+        self.broker = RedisBroker(
+            url,
+            message_format=CloudEventJSONFormat,
+            logger=logging.getLogger(BROKER_LOGGER),
+            log_level=logging.DEBUG,
+        )
         self._stream = stream
 
     async def connect(self) -> None:

