@@ -40,21 +40,11 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-class _WarningsOnly(logging.Filter):
-    """Lets only warnings and errors through."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Whether the record is a warning or worse."""
-        return record.levelno >= logging.WARNING
-
-
-def quiet_logging() -> None:
-    """Warnings only: FastStream logs every message at INFO, which would cost time and lines."""
+def setup_process() -> None:
+    """Quiet logging, and no USERBUS_* variables: only the benchmark configures what it runs."""
+    for key in [key for key in os.environ if key.startswith("USERBUS_")]:
+        del os.environ[key]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faststream").setLevel(logging.WARNING)
-    # FastStream's access logger sets its own INFO level and does not propagate, so the
-    # level above does not reach it; a filter on it survives FastStream's setup.
-    logging.getLogger("faststream.access.redis").addFilter(_WarningsOnly())
 
 
 def free_port() -> int:

@@ -18,8 +18,8 @@ from _common import (
     Scratch,
     make_parser,
     percentile,
-    quiet_logging,
     scratch,
+    setup_process,
     show,
     show_load,
     show_ratio,
@@ -57,10 +57,16 @@ async def pipeline(space: Scratch) -> AsyncIterator[str]:
     """The relay and the profile consumer, running on this event loop until the block ends."""
     stream = space.stream("users")
     relay = create_relay(
-        RelaySettings(database_url=space.database_url, broker_url=space.redis_url, stream=stream)
+        RelaySettings(
+            _env_file=None,
+            database_url=space.database_url,
+            broker_url=space.redis_url,
+            stream=stream,
+        )
     )
     consumer = create_consumer_app(
         ConsumerSettings(
+            _env_file=None,
             database_url=space.database_url,
             broker_url=space.redis_url,
             stream=stream,
@@ -84,7 +90,10 @@ async def auth_client(space: Scratch, rounds: int) -> AsyncIterator[httpx.AsyncC
     """A client of the real auth app, in-process, with its lifespan running."""
     with tempfile.TemporaryDirectory(prefix="userbus-bench-") as data_dir:
         settings = AuthSettings(
-            database_url=space.database_url, bcrypt_rounds=rounds, data_dir=Path(data_dir)
+            _env_file=None,
+            database_url=space.database_url,
+            bcrypt_rounds=rounds,
+            data_dir=Path(data_dir),
         )
         app = create_app(settings)
         transport = httpx.ASGITransport(app=app)
@@ -190,5 +199,5 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    quiet_logging()
+    setup_process()
     asyncio.run(main(parse_args()))

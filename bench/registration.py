@@ -21,6 +21,7 @@ from _common import (
     make_parser,
     percentile,
     scratch,
+    setup_process,
     show,
     show_load,
     show_ratio,
@@ -215,4 +216,5 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    setup_process()
     asyncio.run(main(parse_args()))

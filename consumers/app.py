@@ -44,7 +44,9 @@ class StreamConsumer:
         self.settings = settings
         self.applier = ProjectionApplier(projection)
         self.group = projection.name
-        self.engine = engine or create_async_engine(settings.database_url, pool_pre_ping=True)
+        # No pre-ping: a connection lost with the database fails its batch with a
+        # disconnect error, which invalidates it and is retried in place (see apply).
+        self.engine = engine or create_async_engine(settings.database_url)
         self.broker = RedisBroker(
             settings.broker_url,
             message_format=CloudEventJSONFormat,

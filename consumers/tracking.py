@@ -31,17 +31,14 @@ async def lock_positions(
     read the same position and apply the same event.
     """
     ordered = sorted(set(subjects))  # one lock order everywhere: no deadlocks
-    await conn.execute(
-        text(
-            f'INSERT INTO "{table.schema}".tracking (subject, sequence) '
-            "SELECT unnest(CAST(:subjects AS uuid[])), 0 ON CONFLICT DO NOTHING"
-        ),
-        {"subjects": ordered},
-    )
+    # One round trip: a new subject gets position 0; an existing one is locked by the no-op
+    # update and RETURNING gives its current position.
     rows = await conn.execute(
         text(
-            f'SELECT subject, sequence FROM "{table.schema}".tracking '
-            "WHERE subject = ANY(CAST(:subjects AS uuid[])) ORDER BY subject FOR UPDATE"
+            f'INSERT INTO "{table.schema}".tracking AS t (subject, sequence) '
+            "SELECT unnest(CAST(:subjects AS uuid[])), 0 "
+            "ON CONFLICT (subject) DO UPDATE SET subject = t.subject "
+            "RETURNING t.subject, t.sequence"
         ),
         {"subjects": ordered},
     )

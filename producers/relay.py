@@ -1,11 +1,12 @@
 """The outbox relay: committed outbox rows -> broker, in per-user order, woken by NOTIFY.
 
-Each batch runs in one transaction: lock unpublished rows (SKIP LOCKED, so several relays
-share the work), publish them, mark them published, commit. A crash before the commit
-leaves the rows unpublished, so they are published again: delivery is at least once, and
-consumers absorb the duplicate by its sequence. Rows are chosen by their `published_at`
-flag, not by a high-water mark on the id, because ids are taken at insert and commits land
-in another order: a high-water mark skips a row committed late with a smaller id.
+Each batch runs in one transaction: lock queued ids in `auth.outbox_pending` (SKIP LOCKED, so
+several relays share the work), publish their events, delete them from the queue, commit. A
+crash before the commit leaves them queued, so they are published again: delivery is at least
+once, and consumers absorb the duplicate by its sequence. Work is found through that queue,
+which the outbox insert trigger fills in the writing transaction, never through a high-water
+mark on the id: ids are taken at insert and commits land in another order, so a high-water
+mark skips an event committed late with a smaller id.
 """
 
 import asyncio
@@ -22,23 +23,32 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "userbus_outbox"
 
+# The batch is locked first and joined after: joined in one step, the planner merge-joins
+# the queue with the whole outbox from its first row, on every batch.
 _LOCK_PENDING = """
-    SELECT id, subject, payload::text AS payload
-    FROM auth.outbox
-    WHERE published_at IS NULL
-    ORDER BY id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    WITH batch AS (
+        SELECT id, subject FROM auth.outbox_pending
+        ORDER BY id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    )
+    SELECT b.id, b.subject, o.payload::text AS payload
+    FROM batch b JOIN auth.outbox o ON o.id = b.id
+    ORDER BY b.id
 """
-# Unpublished rows of the same users that another relay holds: an event of ours that comes
-# after one of them must wait, or that user's events would reach the stream out of order.
+# Queued events up to our last one: if they are all ours, no other relay holds an earlier
+# event, and the per-user check below is not needed (the usual case: one relay, or relays
+# taking turns).
+_QUEUED_UP_TO = "SELECT count(*) FROM auth.outbox_pending WHERE id <= $1"
+# Earlier queued events of the same users that another relay holds: an event of ours that
+# comes after one of them must wait, or that user's events would reach the stream out of order.
 _FOREIGN_PENDING = """
     SELECT subject, min(id) AS first_id
-    FROM auth.outbox
-    WHERE published_at IS NULL AND subject = ANY($1::uuid[]) AND NOT (id = ANY($2::bigint[]))
+    FROM auth.outbox_pending
+    WHERE subject = ANY($1::uuid[]) AND id < $2 AND NOT (id = ANY($3::bigint[]))
     GROUP BY subject
 """
-_MARK_PUBLISHED = "UPDATE auth.outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+_MARK_PUBLISHED = "DELETE FROM auth.outbox_pending WHERE id = ANY($1::bigint[])"
 
 
 class OutboxRelay:
@@ -50,11 +60,13 @@ class OutboxRelay:
         publisher: EventPublisher,
         *,
         batch_size: int = 1000,
+        workers: int = 1,
         fallback_poll_seconds: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._publisher = publisher
         self._batch_size = batch_size
+        self._workers = workers
         self._fallback_poll = fallback_poll_seconds
         self._wake = asyncio.Event()
         self.published = 0
@@ -77,31 +89,47 @@ class OutboxRelay:
         finally:
             await self._publisher.close()
 
-    async def relay_pending(self, conn: asyncpg.Connection) -> int:
-        """Publish one batch of pending events; the number published (0: nothing to do)."""
+    async def relay_pending(self, conn: asyncpg.Connection) -> tuple[int, int]:
+        """Publish one batch of queued events: (published, held back for per-user order)."""
         async with conn.transaction():
             rows = await conn.fetch(_LOCK_PENDING, self._batch_size)
             if not rows:
-                return 0
+                return 0, 0
             ready = await _in_user_order(conn, rows)
             if ready:
                 await self._publisher.publish(ready)
                 await conn.execute(_MARK_PUBLISHED, [event.outbox_id for event in ready])
         self.published += len(ready)
-        return len(ready)
+        return len(ready), len(rows) - len(ready)
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
+        listener = await asyncpg.connect(self._dsn)
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # Several workers, each with its own connection, overlap one batch's database
+            # round trips with another's broker round trip; SKIP LOCKED gives them distinct
+            # batches and the per-user check keeps each user's events in order between them.
+            async with asyncio.TaskGroup() as workers:
+                for _ in range(self._workers):
+                    workers.create_task(self._work(stop))
+        finally:
+            await listener.close()
+
+    async def _work(self, stop: asyncio.Event) -> None:
         conn = await asyncpg.connect(self._dsn)
         try:
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             while not stop.is_set():
                 # Cleared before reading, so a NOTIFY arriving mid-batch is not lost.
                 self._wake.clear()
-                published = await self.relay_pending(conn)
+                published, held = await self.relay_pending(conn)
                 if published:
                     logger.debug("relay: published %d events", published)
-                    continue
-                await _wait_any(stop, self._wake, self._fallback_poll)
+                elif held:
+                    # Another worker or relay is publishing those users' earlier events and
+                    # commits within milliseconds; no NOTIFY will announce it.
+                    await _wait(stop, 0.005)
+                else:
+                    await _wait_any(stop, self._wake, self._fallback_poll)
         finally:
             await conn.close()
 
@@ -111,8 +139,11 @@ class OutboxRelay:
 
 async def _in_user_order(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[PendingEvent]:
     ids = [row["id"] for row in rows]
-    subjects = list({row["subject"] for row in rows})
-    held = {r["subject"]: r["first_id"] for r in await conn.fetch(_FOREIGN_PENDING, subjects, ids)}
+    held: dict[Any, int] = {}
+    if await conn.fetchval(_QUEUED_UP_TO, max(ids)) > len(ids):
+        subjects = list({row["subject"] for row in rows})
+        foreign = await conn.fetch(_FOREIGN_PENDING, subjects, max(ids), ids)
+        held = {row["subject"]: row["first_id"] for row in foreign}
     return [
         PendingEvent(outbox_id=row["id"], subject=row["subject"], payload=row["payload"])
         for row in rows

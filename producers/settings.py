@@ -25,6 +25,10 @@ class RelaySettings(BaseSettings):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// URL")
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
     relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    # Batches in flight at once per relay process, each on its own database connection. More
+    # than one pays off when round trips to PostgreSQL and the broker are long (a network);
+    # on loopback the extra per-user checks cost more than the overlap saves (bench/relay.py).
+    relay_workers: int = Field(default=1, ge=1, le=16)
     # The relay wakes on NOTIFY; this poll only covers a notification missed while the
     # listening connection was being re-established.
     relay_fallback_poll_seconds: float = Field(default=5.0, gt=0)

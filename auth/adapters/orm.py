@@ -31,8 +31,9 @@ users = Table(
     Column("version", Integer, nullable=False),
 )
 
-# The outbox is also the auth service's event log: rows are marked published, never deleted,
-# so a projection can be rebuilt from it.
+# The outbox is also the auth service's event log: append-only, so a projection can be rebuilt
+# from it. An insert trigger queues each new row's id in `outbox_pending` (same transaction);
+# the relay deletes ids from that queue once the broker has the events.
 outbox = Table(
     "outbox",
     metadata,
@@ -43,7 +44,13 @@ outbox = Table(
     Column("type", Text, nullable=False),
     Column("payload", JSONB, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("published_at", DateTime(timezone=True)),
+)
+
+outbox_pending = Table(
+    "outbox_pending",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("subject", Uuid, nullable=False),
 )
 
 # Index names the repository maps to domain errors.

@@ -53,9 +53,9 @@ class SqlAlchemyUserRepository:
 
     async def add(self, user: User) -> None:
         """Insert a new user; UsernameTakenError or EmailTakenError when either is taken."""
+        # No savepoint: a failed insert ends the unit of work, which rolls everything back.
         try:
-            async with self._conn.begin_nested():
-                await self._conn.execute(insert(users).values(**_columns(user)))
+            await self._conn.execute(insert(users).values(**_columns(user)))
         except IntegrityError as exc:
             message = str(exc.orig)
             if USERNAME_INDEX in message:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -226,3 +227,28 @@ async def test_several_relays_publish_each_event_once_in_per_user_order(
     assert len({event["id"] for event in events}) == 80
     assert_per_user_order(events)
     assert sum(relay.published for relay in relays) == 80
+
+
+async def test_publishing_survives_a_broker_that_forgot_its_scripts(
+    engine: AsyncEngine, relay_settings: RelaySettings
+) -> None:
+    # A restarted Redis/Valkey has an empty script cache: the relay must load it again.
+    publisher = make_publisher(relay_settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(create_relay(relay_settings, publisher=publisher).run(stop))
+    try:
+        await write_history(engine, users=1, changes=0)
+
+        async def published(count: int) -> bool:
+            events = await stream_events(relay_settings.broker_url, relay_settings.stream)
+            return len(events) == count
+
+        await eventually(lambda: published(1))
+        client = redis.Redis.from_url(relay_settings.broker_url)
+        await client.script_flush()
+        await client.aclose()
+        await write_history(engine, users=1, changes=0)
+        await eventually(lambda: published(2))
+    finally:
+        stop.set()
+        await task

@@ -63,10 +63,13 @@ async def preload_backlog(engine: AsyncEngine, users: int, events_per_user: int)
 
 
 async def published_count(engine: AsyncEngine) -> int:
-    """How many outbox rows are marked published."""
+    """How many outbox rows have left the relay's queue (published)."""
     async with engine.connect() as conn:
         count = await conn.scalar(
-            text("SELECT count(*) FROM auth.outbox WHERE published_at IS NOT NULL")
+            text(
+                "SELECT (SELECT count(*) FROM auth.outbox)"
+                " - (SELECT count(*) FROM auth.outbox_pending)"
+            )
         )
     return int(count or 0)
 
