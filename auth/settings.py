@@ -43,8 +43,30 @@ class AuthSettings(DatabaseSettings):
     jwt_private_key_file: Path | None = None
     jwt_issuer: str = "userbus"
     jwt_audience: str = "userbus"
+    # Public keys (PEM files) of keys rotated out: published in the JWKS and accepted for
+    # verification until the tokens they signed have expired.
+    jwt_previous_public_key_files: list[Path] = Field(default_factory=list)
     access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_days: int = Field(default=30, ge=1)
+    password_reset_ttl_minutes: int = Field(default=30, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+    # Failed-login counters live in Redis, so that every API instance sees the same counts.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of this deployment's Redis keys (several deployments may share one Redis).
+    redis_key_prefix: str = Field(default="userbus", min_length=1)
+    login_limit_per_username: int = Field(default=5, ge=1)
+    login_limit_per_address: int = Field(default=50, ge=1)
+    login_limit_window_seconds: int = Field(default=900, ge=1)
+    # Mail: SMTP when smtp_host is set, else one file per message in mailbox_dir.
+    mail_from: str = "userbus <no-reply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    mailbox_dir: Path | None = None
+    # Where the reset mail points; `{token}` is replaced. Without it the mail holds the token.
+    password_reset_url: str | None = None
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> "AuthSettings":
@@ -57,6 +79,11 @@ class AuthSettings(DatabaseSettings):
                 "USERBUS_JWT_PRIVATE_KEY or USERBUS_JWT_PRIVATE_KEY_FILE is required in production"
             )
         return self
+
+    @property
+    def mailbox_path(self) -> Path:
+        """The file mailbox used when no SMTP server is configured."""
+        return self.mailbox_dir or self.data_dir / "mailbox"
 
     @property
     def generated_key_file(self) -> Path:

@@ -10,7 +10,15 @@ from events.registry import (
     json_schemas,
     to_envelope,
 )
-from events.user import PasswordChanged, UserDeleted, UserRegistered
+from events.user import (
+    PasswordChanged,
+    PasswordResetRequested,
+    UserDeleted,
+    UserRegistered,
+    UserRoleChanged,
+    UserStatusChanged,
+    UserUpdated,
+)
 
 __all__ = [
     "DEFAULT_STREAM",
@@ -20,9 +28,13 @@ __all__ = [
     "EventError",
     "MalformedEventError",
     "PasswordChanged",
+    "PasswordResetRequested",
     "UnknownEventTypeError",
     "UserDeleted",
     "UserRegistered",
+    "UserRoleChanged",
+    "UserStatusChanged",
+    "UserUpdated",
     "dead_letter_stream",
     "envelope_from_json",
     "event_from_envelope",

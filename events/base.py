@@ -1,7 +1,7 @@
 """The base event class and the CloudEvents 1.0 envelope every event travels in."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,6 +15,8 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     user_id: UUID
+    # A sparse event carries only the fields that were set (UserUpdated: the changed ones).
+    sparse: ClassVar[bool] = False
 
     @classmethod
     def type_name(cls) -> str:

@@ -8,10 +8,27 @@ from pydantic import ValidationError
 
 from events.base import Envelope, Event
 from events.errors import MalformedEventError, UnknownEventTypeError
-from events.user import PasswordChanged, UserDeleted, UserRegistered
+from events.user import (
+    PasswordChanged,
+    PasswordResetRequested,
+    UserDeleted,
+    UserRegistered,
+    UserRoleChanged,
+    UserStatusChanged,
+    UserUpdated,
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type_name(): cls for cls in (UserRegistered, PasswordChanged, UserDeleted)
+    cls.type_name(): cls
+    for cls in (
+        UserRegistered,
+        PasswordChanged,
+        UserDeleted,
+        UserUpdated,
+        UserRoleChanged,
+        UserStatusChanged,
+        PasswordResetRequested,
+    )
 }
 
 
@@ -31,7 +48,7 @@ def to_envelope(
         subject=str(event.user_id),
         time=time or datetime.now(UTC),
         sequence=sequence,
-        data=event.model_dump(mode="json"),
+        data=event.model_dump(mode="json", exclude_unset=event.sparse),
     )
 
 

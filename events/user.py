@@ -8,6 +8,7 @@ from pydantic import EmailStr
 from events.base import Event
 
 Role = Literal["user", "admin"]
+Status = Literal["active", "disabled", "pending"]
 
 
 class UserRegistered(Event):
@@ -34,3 +35,39 @@ class UserDeleted(Event):
     # A plain string, not a Literal: a newer producer may add reasons and older consumers
     # must still read the event.
     reason: str = "requested"
+
+
+class UserUpdated(Event):
+    """Profile fields changed; `data` holds only the fields that changed.
+
+    A field absent from `data` did not change; `display_name` present as null was cleared.
+    Use `event.model_fields_set` to tell which fields are present.
+    """
+
+    sparse = True
+
+    updated_at: datetime
+    email: EmailStr | None = None
+    display_name: str | None = None
+
+
+class UserRoleChanged(Event):
+    """An admin gave the user another role."""
+
+    old_role: Role
+    new_role: Role
+    changed_at: datetime
+
+
+class UserStatusChanged(Event):
+    """The account was disabled or enabled (a disabled user cannot log in)."""
+
+    old_status: Status
+    new_status: Status
+    changed_at: datetime
+
+
+class PasswordResetRequested(Event):
+    """Someone asked for a reset link for this account (the token is never in the event)."""
+
+    requested_at: datetime

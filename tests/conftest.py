@@ -119,6 +119,8 @@ def make_auth_settings(database_url: str, key_file: Path, data_dir: Path) -> Aut
         bcrypt_rounds=TEST_BCRYPT_ROUNDS,
         hash_workers=2,
         jwt_private_key_file=key_file,
+        # Failed-login counters of one test never lock out another's logins.
+        redis_key_prefix=f"test:{uuid.uuid4().hex}",
         data_dir=data_dir,
     )
 

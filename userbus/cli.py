@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import sys
 import warnings
 from enum import StrEnum
 from typing import Annotated
@@ -12,6 +13,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from auth.domain.errors import AuthError
 from auth.migrations import upgrade
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
@@ -20,6 +22,7 @@ from consumers.sources import EventSource, OutboxLogSource, RedisStreamSource
 from events import json_schemas
 from events.wire import BROKER_LOGGER
 from producers.settings import RelaySettings
+from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.projections import PROJECTIONS, projection_named
 from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
 
@@ -28,6 +31,8 @@ app = typer.Typer(
 )
 events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 
 class Source(StrEnum):
@@ -123,6 +128,33 @@ def replay_command(
         )
 
     asyncio.run(rebuild())
+
+
+@users_app.command("create-admin")
+def create_admin_command(
+    username: str,
+    email: Annotated[str, typer.Option(help="the admin's email address")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create an admin account (the password is prompted for, or read from stdin)."""
+    try:
+        email = check_admin_input(username, email)
+    except AdminInputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user_id = asyncio.run(
+            create_first_admin(AuthSettings(), username=username, email=email, password=password)
+        )
+    except AuthError as exc:  # taken name, weak password: say which, exit non-zero
+        typer.echo(f"userbus: {exc.message}", err=True)
+        raise SystemExit(1) from None
+    typer.echo(f"created admin {username} ({user_id})")
 
 
 @events_app.command("schema")

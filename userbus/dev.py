@@ -39,7 +39,9 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
         database_url = settings.database_url or await _start(postgres, started)
         broker_url = settings.broker_url or await _start(valkey, started)
         await upgrade(database_url)
-        auth = AuthSettings(database_url=database_url, data_dir=settings.data_dir)
+        auth = AuthSettings(
+            database_url=database_url, redis_url=broker_url, data_dir=settings.data_dir
+        )
         relay = RelaySettings(database_url=database_url, broker_url=broker_url)
         consumer = ConsumerSettings(database_url=database_url, broker_url=broker_url)
         base = f"http://{settings.api_host}:{settings.api_port}"

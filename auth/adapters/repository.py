@@ -3,7 +3,7 @@
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,8 +33,20 @@ class UserRepository(Protocol):
         """The user whose username or email is `login` (case-insensitive)."""
         ...
 
+    async def get_by_email(self, email: str) -> User | None:
+        """The user with this email address (case-insensitive)."""
+        ...
+
     async def exists(self, *, username: str, email: str) -> bool:
         """Whether the username or the email is taken."""
+        ...
+
+    async def list_page(self, *, after: tuple[str, UUID] | None, limit: int) -> list[User]:
+        """Users ordered by case-folded username then id, after the given position."""
+        ...
+
+    async def count_active_admins(self) -> int:
+        """How many active admins there are."""
         ...
 
     async def save(self, user: User) -> None:
@@ -81,6 +93,23 @@ class SqlAlchemyUserRepository:
             or_(func.lower(users.c.username) == lowered, func.lower(users.c.email) == lowered)
         )
 
+    async def get_by_email(self, email: str) -> User | None:
+        """The user with this email address (case-insensitive)."""
+        return await self._one(func.lower(users.c.email) == email.lower())
+
+    async def list_page(self, *, after: tuple[str, UUID] | None, limit: int) -> list[User]:
+        """Users ordered by lower(username) then id (the unique index makes it a cheap scan)."""
+        key = func.lower(users.c.username)
+        query = select(users).order_by(key, users.c.id).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(key, users.c.id) > tuple_(literal(after[0]), after[1]))
+        return [_to_user(row) for row in await self._conn.execute(query)]
+
+    async def count_active_admins(self) -> int:
+        """How many active admins there are."""
+        query = select(func.count()).where(users.c.role == "admin", users.c.status == "active")
+        return int((await self._conn.execute(query)).scalar_one())
+
     async def exists(self, *, username: str, email: str) -> bool:
         """Whether the username or the email is taken (a cheap check before hashing)."""
         query = select(users.c.id).where(
@@ -102,7 +131,12 @@ class SqlAlchemyUserRepository:
         else:
             values = _columns(user)
             del values["id"], values["created_at"]
-            result = await self._conn.execute(update(users).where(condition).values(**values))
+            try:
+                result = await self._conn.execute(update(users).where(condition).values(**values))
+            except IntegrityError as exc:
+                if EMAIL_INDEX in str(exc.orig):
+                    raise EmailTakenError(user.email) from exc
+                raise
         if result.rowcount != 1:
             raise ConcurrentUpdateError()
         self._loaded_versions[user.id] = user.version

@@ -4,13 +4,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.domain.errors import NotAuthenticatedError
-from auth.domain.passwords import PasswordHasher
-from auth.security.tokens import TokenService
-from auth.service_layer.services import Principal, UnitOfWorkFactory
+from auth.domain.model import Principal
+from auth.service_layer.context import AuthContext
+from auth.service_layer.users import authenticated_user
 from auth.settings import AuthSettings
 
 
@@ -20,9 +20,7 @@ class Services:
 
     settings: AuthSettings
     engine: AsyncEngine
-    uow_factory: UnitOfWorkFactory
-    hasher: PasswordHasher
-    tokens: TokenService
+    auth: AuthContext
 
 
 def get_services(request: Request) -> Services:
@@ -31,18 +29,42 @@ def get_services(request: Request) -> Services:
     return services
 
 
-_bearer = HTTPBearer(auto_error=False, description="an access token from POST /auth/login")
+# The password flow lets Swagger UI's "Authorize" log in through POST /auth/token.
+_bearer = OAuth2PasswordBearer(
+    tokenUrl="/auth/token",
+    auto_error=False,
+    description="an access token from POST /auth/login or /auth/token",
+)
 
 
-def get_principal(
+async def get_principal(
     services: Annotated[Services, Depends(get_services)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller proven by the bearer token; NotAuthenticatedError without a valid one."""
-    if credentials is None:
+    """The caller proven by the bearer token, whose account and session are still good."""
+    if token is None:
         raise NotAuthenticatedError("a bearer token is required")
-    return services.tokens.verify(credentials.credentials)
+    principal = services.auth.tokens.verify(token)
+    await authenticated_user(services.auth.uow_factory, principal)
+    return principal
+
+
+async def get_optional_principal(
+    services: Annotated[Services, Depends(get_services)],
+    token: Annotated[str | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller if a bearer token came (and is good), None if none came."""
+    if token is None:
+        return None
+    return await get_principal(services, token)
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client else None
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+ClientAddress = Annotated[str | None, Depends(client_address)]

@@ -7,25 +7,37 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from auth.adapters.rate_limit import RateLimiterUnavailableError
 from auth.domain.errors import (
     AuthError,
     ConcurrentUpdateError,
     EmailTakenError,
     InvalidCredentialsError,
+    InvalidCursorError,
+    InvalidRefreshTokenError,
+    InvalidResetTokenError,
+    LastAdminError,
     NotAuthenticatedError,
     PermissionDeniedError,
+    TooManyAttemptsError,
     UsernameTakenError,
     UserNotFoundError,
+    WeakPasswordError,
 )
 
 STATUS_OF: dict[type[AuthError], int] = {
     UsernameTakenError: 409,
     EmailTakenError: 409,
     ConcurrentUpdateError: 409,
+    LastAdminError: 409,
     InvalidCredentialsError: 401,
     NotAuthenticatedError: 401,
+    InvalidRefreshTokenError: 401,
     PermissionDeniedError: 403,
     UserNotFoundError: 404,
+    InvalidResetTokenError: 400,
+    InvalidCursorError: 400,
+    TooManyAttemptsError: 429,
 }
 
 
@@ -36,9 +48,24 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
+    if isinstance(exc, WeakPasswordError):
+        # The validation shape, like every other 422, naming the field and the rule broken.
+        detail = [{"type": exc.code, "loc": ["body", exc.field], "msg": exc.message}]
+        return JSONResponse({"detail": detail}, status_code=422)
     status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyAttemptsError):
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
+
+
+async def _limiter_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Fail closed: without the shared counters, logins would be open to unlimited guessing.
+    assert isinstance(exc, RateLimiterUnavailableError)
+    body = error_body("rate_limiter_unavailable", exc.message)
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
 _SECRET_FIELDS = ("password", "token")
@@ -61,4 +88,5 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Map every domain error to its status code and a body that says what was wrong."""
     app.add_exception_handler(AuthError, _auth_error)
+    app.add_exception_handler(RateLimiterUnavailableError, _limiter_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -4,28 +4,24 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from auth.domain.model import Role, Status, User
-from auth.domain.passwords import password_problem
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
-
-def _acceptable_password(password: str) -> str:
-    problem = password_problem(password)
-    if problem is not None:
-        raise ValueError(problem)
-    return password
-
-
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
+# Bounded here, judged by the password policy in the use case (it needs the username and
+# email, and answers 422 `weak_password` naming the field).
 NewPassword = Annotated[
-    str, Field(examples=["correct horse battery"]), AfterValidator(_acceptable_password)
+    str,
+    Field(min_length=1, max_length=1024, examples=["correct horse battery staple"]),
 ]
 # Presented passwords are only bounded, never judged: a wrong one is a 401, not a 422.
 GivenPassword = Annotated[str, Field(min_length=1, max_length=1024)]
 Login = Annotated[str, Field(min_length=1, max_length=320, description="username or email")]
+DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
 
 
 class _Request(BaseModel):
@@ -33,11 +29,25 @@ class _Request(BaseModel):
 
 
 class UserCreate(_Request):
-    """Registration of a new account."""
+    """Registration of a new account (`role` only with an admin's token)."""
 
     username: Username
     email: EmailStr
     password: NewPassword
+    display_name: DisplayName | None = None
+    role: Role = "user"
+
+
+class UserUpdate(_Request):
+    """Fields to change; absent fields stay. `display_name: null` clears it.
+
+    `role` and `status` only with an admin's token.
+    """
+
+    email: EmailStr | None = None
+    display_name: DisplayName | None = None
+    role: Role | None = None
+    status: Literal["active", "disabled"] | None = None
 
 
 class UserOut(BaseModel):
@@ -46,9 +56,11 @@ class UserOut(BaseModel):
     id: UUID
     username: str
     email: str
+    display_name: str | None
     role: Role
     status: Status
     created_at: datetime
+    updated_at: datetime
 
     @classmethod
     def of(cls, user: User) -> "UserOut":
@@ -57,10 +69,19 @@ class UserOut(BaseModel):
             id=user.id,
             username=user.username,
             email=user.email,
+            display_name=user.display_name,
             role=user.role,
             status=user.status,
             created_at=user.created_at,
+            updated_at=user.updated_at,
         )
+
+
+class UserPage(BaseModel):
+    """A page of users; pass `next_cursor` back as `cursor` for the next one."""
+
+    items: list[UserOut]
+    next_cursor: str | None
 
 
 class LoginRequest(_Request):
@@ -71,18 +92,38 @@ class LoginRequest(_Request):
 
 
 class TokenOut(BaseModel):
-    """An access token."""
+    """An access token and the refresh token that renews it."""
 
     access_token: str
+    refresh_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the access token expires")
 
 
-class PasswordChange(_Request):
-    """A password change proven by the old password."""
+class RefreshRequest(_Request):
+    """A refresh token to exchange (or to end the session of)."""
 
-    username: Login
+    refresh_token: OpaqueToken
+
+
+class PasswordChange(_Request):
+    """A password change proven by the old password: with `username`, or with a bearer token."""
+
+    username: Login | None = None
     old_password: GivenPassword
+    new_password: NewPassword
+
+
+class PasswordResetRequest(_Request):
+    """Where to send a reset token."""
+
+    email: EmailStr
+
+
+class PasswordResetConfirm(_Request):
+    """A reset token from the mail, and the new password."""
+
+    token: OpaqueToken
     new_password: NewPassword
 
 

@@ -36,8 +36,10 @@ class InvalidCredentialsError(AuthError):
 
     code = "invalid_credentials"
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str = "invalid") -> None:
         super().__init__("invalid username or password")
+        # Why, for the audit log only: the client always gets the one message above.
+        self.reason = reason
 
 
 class NotAuthenticatedError(AuthError):
@@ -72,3 +74,65 @@ class UserNotFoundError(AuthError):
     def __init__(self, username: str) -> None:
         super().__init__(f"no user {username!r}")
         self.username = username
+
+
+class WeakPasswordError(AuthError):
+    """A new password breaks the password policy; `field` names the request field."""
+
+    code = "weak_password"
+
+    def __init__(self, reason: str, field: str = "password") -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+class InvalidRefreshTokenError(AuthError):
+    """The refresh token is unknown, expired, revoked, or its user cannot log in."""
+
+    code = "invalid_refresh_token"
+
+    def __init__(self) -> None:
+        super().__init__("the refresh token is not valid")
+
+
+class RefreshTokenReusedError(InvalidRefreshTokenError):
+    """A refresh token was presented again after it was rotated: its session is revoked."""
+
+    code = "refresh_token_reused"
+
+
+class InvalidResetTokenError(AuthError):
+    """The password reset token is unknown, used or expired."""
+
+    code = "invalid_reset_token"
+
+    def __init__(self) -> None:
+        super().__init__("the password reset token is invalid, used or expired")
+
+
+class TooManyAttemptsError(AuthError):
+    """Too many failed logins for this username or address; try again after `retry_after` s."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed attempts; try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class LastAdminError(AuthError):
+    """The change would leave no active admin."""
+
+    code = "last_admin"
+
+    def __init__(self) -> None:
+        super().__init__("this would leave no active admin")
+
+
+class InvalidCursorError(AuthError):
+    """A pagination cursor that this API did not hand out."""
+
+    code = "invalid_cursor"
+
+    def __init__(self) -> None:
+        super().__init__("the cursor is not valid")

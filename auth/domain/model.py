@@ -5,11 +5,36 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID, uuid4
 
-from events import Event, PasswordChanged, UserDeleted, UserRegistered
+from events import (
+    Event,
+    PasswordChanged,
+    PasswordResetRequested,
+    UserDeleted,
+    UserRegistered,
+    UserRoleChanged,
+    UserStatusChanged,
+    UserUpdated,
+)
 
 Role = Literal["user", "admin"]
 Status = Literal["active", "disabled", "pending"]
 PasswordChangeReason = Literal["change", "reset", "admin"]
+ProfileField = Literal["email", "display_name"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as proven by a verified access token, and from which session."""
+
+    user_id: UUID
+    username: str
+    role: Role
+    session_id: UUID | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the token grants admin rights."""
+        return self.role == "admin"
 
 
 @dataclass
@@ -67,6 +92,38 @@ class User:
         """Replace the password hash."""
         self.password_hash = password_hash
         self._record(PasswordChanged(user_id=self.id, changed_at=now, reason=reason), now)
+
+    def update_profile(self, changes: dict[ProfileField, str | None], *, now: datetime) -> None:
+        """Apply the fields that differ; records UserUpdated with just those, or nothing."""
+        changed = {name: value for name, value in changes.items() if getattr(self, name) != value}
+        if not changed:
+            return
+        for name, value in changed.items():
+            setattr(self, name, value)
+        self._record(UserUpdated(user_id=self.id, updated_at=now, **changed), now)
+
+    def change_role(self, role: Role, *, now: datetime) -> None:
+        """Give the user another role (no event when it is the same)."""
+        if role == self.role:
+            return
+        old, self.role = self.role, role
+        self._record(
+            UserRoleChanged(user_id=self.id, old_role=old, new_role=role, changed_at=now), now
+        )
+
+    def change_status(self, status: Status, *, now: datetime) -> None:
+        """Disable, enable or activate the account (no event when it is the same)."""
+        if status == self.status:
+            return
+        old, self.status = self.status, status
+        self._record(
+            UserStatusChanged(user_id=self.id, old_status=old, new_status=status, changed_at=now),
+            now,
+        )
+
+    def request_password_reset(self, *, now: datetime) -> None:
+        """Record that a reset link was requested (the token itself is never an event)."""
+        self._record(PasswordResetRequested(user_id=self.id, requested_at=now), now)
 
     def delete(self, *, now: datetime, reason: str = "requested") -> None:
         """Mark the account for deletion; the repository removes the row."""

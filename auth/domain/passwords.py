@@ -1,4 +1,4 @@
-"""Password rules and hashing; bcrypt runs in a bounded thread pool, never on the event loop."""
+"""Password hashing: bcrypt in a bounded thread pool, never on the event loop."""
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
@@ -6,18 +6,7 @@ from typing import Protocol
 
 import bcrypt
 
-MIN_PASSWORD_CHARS = 8
-# bcrypt ignores everything past 72 bytes; refusing longer passwords beats truncating silently.
-MAX_PASSWORD_BYTES = 72
-
-
-def password_problem(password: str) -> str | None:
-    """Why a new password is not acceptable, or None when it is."""
-    if len(password) < MIN_PASSWORD_CHARS:
-        return f"the password must have at least {MIN_PASSWORD_CHARS} characters"
-    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
-        return f"the password must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8"
-    return None
+from auth.domain.password_policy import MAX_PASSWORD_BYTES
 
 
 class PasswordHasher(Protocol):

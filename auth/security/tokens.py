@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,12 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from auth.domain.errors import NotAuthenticatedError
-from auth.domain.model import User
-from auth.service_layer.services import Principal
+from auth.domain.model import Principal, User
 from auth.settings import AuthSettings
 
 Algorithm = Literal["EdDSA", "RS256"]
 SigningKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 # Clocks of the issuing and the verifying host may differ a little.
 LEEWAY = timedelta(seconds=10)
 
@@ -46,18 +47,28 @@ class TokenService:
         issuer: str,
         audience: str,
         ttl: timedelta,
+        previous_public_keys: Sequence[PublicKey] = (),
     ) -> None:
         self._private_key = private_key
-        self._public_key = private_key.public_key()
         self._algorithm = algorithm
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl
-        self.public_jwk = _public_jwk(private_key, algorithm)
-        self.kid = self.public_jwk["kid"]
+        self.public_jwk = _public_jwk(private_key.public_key(), algorithm)
+        self.kid: str = self.public_jwk["kid"]
+        # The current key and those rotated out: tokens they signed stay valid until expiry.
+        self._jwks = [self.public_jwk] + [_public_jwk(k, algorithm) for k in previous_public_keys]
+        self._verification_keys: dict[str, PublicKey] = {
+            jwk["kid"]: key
+            for jwk, key in zip(
+                self._jwks, [private_key.public_key(), *previous_public_keys], strict=True
+            )
+        }
 
-    def issue(self, user: User, *, now: datetime | None = None) -> IssuedToken:
-        """A signed access token for the user."""
+    def issue(
+        self, user: User, *, session_id: UUID | None = None, now: datetime | None = None
+    ) -> IssuedToken:
+        """A signed access token for the user, bound to its session when it has one."""
         issued_at = now or datetime.now(UTC)
         claims = {
             "iss": self._issuer,
@@ -69,6 +80,8 @@ class TokenService:
             "exp": issued_at + self._ttl,
             "jti": str(uuid.uuid4()),
         }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
         token = jwt.encode(
             claims, self._private_key, algorithm=self._algorithm, headers={"kid": self.kid}
         )
@@ -78,27 +91,35 @@ class TokenService:
         """The principal a token names; NotAuthenticatedError for any token we did not issue."""
         try:
             header = jwt.get_unverified_header(token)
-            if header.get("kid") != self.kid:
+            key = self._verification_keys.get(header.get("kid", ""))
+            if key is None:
                 raise NotAuthenticatedError("the token was signed by an unknown key")
             # Only the configured algorithm: `none` and algorithm-confusion tokens fail here.
             claims = jwt.decode(
                 token,
-                self._public_key,
+                key,
                 algorithms=[self._algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY,
                 options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]},
             )
+            role = claims["role"]
+            if role not in ("user", "admin"):
+                raise NotAuthenticatedError("the token names an unknown role")
+            session = claims.get("sid")
             return Principal(
-                user_id=UUID(claims["sub"]), username=claims["username"], role=claims["role"]
+                user_id=UUID(claims["sub"]),
+                username=claims["username"],
+                role=role,
+                session_id=UUID(session) if session else None,
             )
         except (jwt.PyJWTError, KeyError, ValueError) as exc:
             raise NotAuthenticatedError(f"invalid token: {exc}") from exc
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set other services verify tokens with."""
-        return {"keys": [self.public_jwk]}
+        return {"keys": list(self._jwks)}
 
 
 def load_signing_key(settings: AuthSettings) -> SigningKey:
@@ -111,6 +132,18 @@ def load_signing_key(settings: AuthSettings) -> SigningKey:
         pem = _generated_key(settings.generated_key_file, settings.jwt_algorithm)
     key = serialization.load_pem_private_key(pem, password=None)
     return _checked(key, settings.jwt_algorithm)
+
+
+def load_previous_public_keys(settings: AuthSettings) -> list[PublicKey]:
+    """The public keys of rotated-out signing keys, from their PEM files."""
+    keys: list[PublicKey] = []
+    for path in settings.jwt_previous_public_key_files:
+        key = serialization.load_pem_public_key(path.read_bytes())
+        wanted = ed25519.Ed25519PublicKey if settings.jwt_algorithm == "EdDSA" else rsa.RSAPublicKey
+        if not isinstance(key, wanted):
+            raise ValueError(f"{path} does not hold a {settings.jwt_algorithm} public key")
+        keys.append(key)
+    return keys
 
 
 def generate_private_key_pem(algorithm: Algorithm) -> bytes:
@@ -147,10 +180,8 @@ def _checked(key: PrivateKeyTypes, algorithm: Algorithm) -> SigningKey:
     return key
 
 
-def _public_jwk(key: SigningKey, algorithm: Algorithm) -> dict[str, Any]:
-    public = jwt.algorithms.get_default_algorithms()[algorithm].to_jwk(
-        key.public_key(), as_dict=True
-    )
+def _public_jwk(key: PublicKey, algorithm: Algorithm) -> dict[str, Any]:
+    public = jwt.algorithms.get_default_algorithms()[algorithm].to_jwk(key, as_dict=True)
     required = {
         name: public[name] for name in sorted(public) if name in {"crv", "e", "kty", "n", "x"}
     }

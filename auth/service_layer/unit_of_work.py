@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth.adapters.orm import outbox
 from auth.adapters.repository import SqlAlchemyUserRepository, UserRepository
+from auth.adapters.reset_tokens import ResetTokenRepository, SqlAlchemyResetTokenRepository
+from auth.adapters.sessions import SessionRepository, SqlAlchemySessionRepository
 from events import to_envelope
 
 
@@ -17,6 +19,16 @@ class UnitOfWork(Protocol):
     @property
     def users(self) -> UserRepository:
         """The users of this transaction."""
+        ...
+
+    @property
+    def sessions(self) -> SessionRepository:
+        """The login sessions of this transaction."""
+        ...
+
+    @property
+    def password_resets(self) -> ResetTokenRepository:
+        """The password reset tokens of this transaction."""
         ...
 
     async def __aenter__(self) -> Self: ...
@@ -41,6 +53,8 @@ class SqlAlchemyUnitOfWork:
         self._event_source = event_source
         self._conn: AsyncConnection | None = None
         self._users: SqlAlchemyUserRepository | None = None
+        self._sessions: SqlAlchemySessionRepository | None = None
+        self._password_resets: SqlAlchemyResetTokenRepository | None = None
 
     @property
     def users(self) -> SqlAlchemyUserRepository:
@@ -48,10 +62,24 @@ class SqlAlchemyUnitOfWork:
         assert self._users is not None, "use the unit of work inside `async with`"
         return self._users
 
+    @property
+    def sessions(self) -> SqlAlchemySessionRepository:
+        """The login sessions of this transaction (only inside `async with`)."""
+        assert self._sessions is not None, "use the unit of work inside `async with`"
+        return self._sessions
+
+    @property
+    def password_resets(self) -> SqlAlchemyResetTokenRepository:
+        """The password reset tokens of this transaction (only inside `async with`)."""
+        assert self._password_resets is not None, "use the unit of work inside `async with`"
+        return self._password_resets
+
     async def __aenter__(self) -> Self:
         self._conn = await self._engine.connect()
         await self._conn.begin()
         self._users = SqlAlchemyUserRepository(self._conn)
+        self._sessions = SqlAlchemySessionRepository(self._conn)
+        self._password_resets = SqlAlchemyResetTokenRepository(self._conn)
         return self
 
     async def __aexit__(
@@ -64,7 +92,7 @@ class SqlAlchemyUnitOfWork:
         # Anything not committed is rolled back: no state change and, with it, no event.
         await self._conn.close()
         self._conn = None
-        self._users = None
+        self._users = self._sessions = self._password_resets = None
 
     async def commit(self) -> None:
         """Save changed users, append their events to the outbox, then commit both."""

@@ -42,7 +42,9 @@ async def test_registration_returns_the_user_without_secrets(
 ) -> None:
     username = unique_username()
     body = await register(client, username)
-    assert set(body) == {"id", "username", "email", "role", "status", "created_at"}
+    assert set(body) == {
+        "id", "username", "email", "display_name", "role", "status", "created_at", "updated_at"
+    }  # fmt: skip
     assert body["username"] == username
     assert body["role"] == "user"
     assert body["status"] == "active"

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from consumers.settings import ConsumerSettings
+from events import EVENT_TYPES
 from tests.integration.test_relay import write_history
 from userbus.cli import app, main
 
@@ -19,7 +20,10 @@ def test_events_schema_prints_the_envelope_and_every_event() -> None:
     result = CliRunner().invoke(app, ["events", "schema"])
     assert result.exit_code == 0
     schemas = json.loads(result.stdout)
-    assert set(schemas) == {"Envelope", "UserRegistered", "PasswordChanged", "UserDeleted"}
+    assert set(schemas) == {"Envelope"} | set(EVENT_TYPES)
+    assert {"UserRegistered", "UserUpdated", "UserRoleChanged", "PasswordResetRequested"} <= set(
+        schemas
+    )
     assert "sequence" in schemas["Envelope"]["properties"]
 
 

@@ -1,23 +1,99 @@
-"""/users: registration and deletion of accounts."""
+"""/users: registration, reading, listing, changing and deleting accounts."""
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
 
-from auth.api.deps import CurrentPrincipal, ServicesDep
-from auth.api.schemas import UserCreate, UserOut
-from auth.service_layer import services as use_cases
+from fastapi import APIRouter, Query, Response, status
+
+from auth.api.deps import ClientAddress, CurrentPrincipal, OptionalPrincipal, ServicesDep
+from auth.api.schemas import LoginRequest, TokenOut, UserCreate, UserOut, UserPage, UserUpdate
+from auth.domain.model import ProfileField
+from auth.service_layer import users as use_cases
+from auth.service_layer.authentication import log_in
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: UserCreate, services: ServicesDep) -> UserOut:
-    """Register a new account (409 when the username or email is taken)."""
+async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrincipal) -> UserOut:
+    """Register a new account; with an admin's token, `role` may be `admin`."""
     user = await use_cases.register_user(
-        services.uow_factory,
-        services.hasher,
+        services.auth.uow_factory,
+        services.auth.hasher,
         username=body.username,
         email=str(body.email),
         password=body.password,
+        display_name=body.display_name,
+        role=body.role,
+        actor=actor,
+    )
+    services.auth.audit.record(
+        "user_registered", user_id=user.id, username=user.username, role=user.role,
+        by=actor.user_id if actor else None,
+    )  # fmt: skip
+    return UserOut.of(user)
+
+
+@router.post("/authenticate", response_model=TokenOut, tags=["auth"])
+async def authenticate(
+    body: LoginRequest, services: ServicesDep, address: ClientAddress
+) -> TokenOut:
+    """The same as POST /auth/login."""
+    pair = await log_in(services.auth, login=body.username, password=body.password, address=address)
+    return TokenOut(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
+
+
+@router.get("/me", response_model=UserOut)
+async def me(principal: CurrentPrincipal, services: ServicesDep) -> UserOut:
+    """The caller's own account."""
+    return UserOut.of(
+        await use_cases.get_user(
+            services.auth.uow_factory, actor=principal, username=principal.username
+        )
+    )
+
+
+@router.get("", response_model=UserPage)
+async def list_users(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> UserPage:
+    """All users in username order, a page at a time (admins only)."""
+    page = await use_cases.list_users(
+        services.auth.uow_factory, actor=principal, limit=limit, cursor=cursor
+    )
+    return UserPage(items=[UserOut.of(u) for u in page.users], next_cursor=page.next_cursor)
+
+
+@router.get("/{username}", response_model=UserOut)
+async def get_user(username: str, principal: CurrentPrincipal, services: ServicesDep) -> UserOut:
+    """One account: your own, or any as an admin."""
+    return UserOut.of(
+        await use_cases.get_user(services.auth.uow_factory, actor=principal, username=username)
+    )
+
+
+@router.put("/{username}", response_model=UserOut)
+async def update_user(
+    username: str, body: UserUpdate, principal: CurrentPrincipal, services: ServicesDep
+) -> UserOut:
+    """Change email and display name (yours, or any as an admin); role and status as an admin."""
+    profile: dict[ProfileField, str | None] = {}
+    if "email" in body.model_fields_set and body.email is not None:
+        profile["email"] = str(body.email)
+    if "display_name" in body.model_fields_set:
+        profile["display_name"] = body.display_name
+    user = await use_cases.update_user(
+        services.auth.uow_factory,
+        actor=principal,
+        username=username,
+        profile=profile,
+        role=body.role,
+        status=body.status,
+        audit=services.auth.audit,
     )
     return UserOut.of(user)
 
@@ -25,5 +101,6 @@ async def register(body: UserCreate, services: ServicesDep) -> UserOut:
 @router.delete("/{username}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete(username: str, principal: CurrentPrincipal, services: ServicesDep) -> Response:
     """Delete an account: your own, or any as an admin."""
-    await use_cases.delete_user(services.uow_factory, actor=principal, username=username)
+    await use_cases.delete_user(services.auth.uow_factory, actor=principal, username=username)
+    services.auth.audit.record("user_deleted", username=username, by=principal.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,133 @@
+"""Use cases of logging in and out: credentials, sessions, rotating refresh tokens."""
+
+from dataclasses import dataclass
+
+from auth.domain.errors import (
+    InvalidCredentialsError,
+    InvalidRefreshTokenError,
+    RefreshTokenReusedError,
+    TooManyAttemptsError,
+)
+from auth.domain.model import Principal, User
+from auth.domain.passwords import PasswordHasher
+from auth.service_layer.context import AuthContext, UnitOfWorkFactory, now
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """What a login or a refresh hands out."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+
+async def authenticate(
+    uow_factory: UnitOfWorkFactory, hasher: PasswordHasher, *, login: str, password: str
+) -> User:
+    """The active user whose username or email and password match; else InvalidCredentialsError.
+
+    An unknown login still costs one bcrypt verification, so timing does not tell which
+    usernames exist. The error's `reason` is for the audit log only, never for the client.
+    """
+    async with uow_factory() as uow:
+        user = await uow.users.get_by_login(login)
+    matches = await hasher.verify(password, user.password_hash if user else None)
+    if user is None:
+        raise InvalidCredentialsError(reason="unknown_user")
+    if not matches:
+        raise InvalidCredentialsError(reason="wrong_password")
+    if user.status != "active":
+        raise InvalidCredentialsError(reason=f"user_{user.status}")
+    return user
+
+
+async def check_credentials(
+    ctx: AuthContext, *, login: str, password: str, address: str | None
+) -> User:
+    """`authenticate` behind the brute-force limits, with every attempt audited.
+
+    The limits are checked before any hashing: a locked-out guesser costs no bcrypt time.
+    """
+    retry_after = await ctx.limiter.retry_after(login, address)
+    if retry_after is not None:
+        ctx.audit.record("login_refused", login=login, address=address, retry_after=retry_after)
+        raise TooManyAttemptsError(retry_after)
+    try:
+        user = await authenticate(ctx.uow_factory, ctx.hasher, login=login, password=password)
+    except InvalidCredentialsError as exc:
+        ctx.audit.record("login_failed", login=login, address=address, reason=exc.reason)
+        locked_for = await ctx.limiter.record_failure(login, address)
+        if locked_for is not None:
+            ctx.audit.record("login_locked", login=login, address=address, seconds=locked_for)
+        raise
+    await ctx.limiter.record_success(login)
+    return user
+
+
+async def log_in(ctx: AuthContext, *, login: str, password: str, address: str | None) -> TokenPair:
+    """Check the credentials and open a session: an access token and a refresh token."""
+    user = await check_credentials(ctx, login=login, password=password, address=address)
+    async with ctx.uow_factory() as uow:
+        session_id, refresh_token = await uow.sessions.create(
+            user.id, now=now(), ttl=ctx.lifetimes.refresh_token
+        )
+        await uow.commit()
+    ctx.audit.record(
+        "login_succeeded", user_id=user.id, username=user.username, address=address,
+        session_id=session_id,
+    )  # fmt: skip
+    issued = ctx.tokens.issue(user, session_id=session_id)
+    return TokenPair(issued.token, refresh_token, issued.expires_in, user)
+
+
+async def refresh(ctx: AuthContext, *, refresh_token: str, address: str | None) -> TokenPair:
+    """Exchange a refresh token for a new pair; the old one stops working.
+
+    A token presented again after it was exchanged was copied: whoever holds the newer one
+    may be the thief or the owner, so the whole session ends (RefreshTokenReusedError).
+    """
+    moment = now()
+    async with ctx.uow_factory() as uow:
+        grant = await uow.sessions.find_refresh(refresh_token)
+        if grant is None:
+            raise InvalidRefreshTokenError()
+        if grant.token_used:
+            await uow.sessions.revoke(grant.session_id, now=moment, reason="refresh token reused")
+            await uow.commit()
+            ctx.audit.record(
+                "refresh_token_reused", user_id=grant.user_id, session_id=grant.session_id,
+                address=address,
+            )  # fmt: skip
+            raise RefreshTokenReusedError()
+        user = await uow.users.get(grant.user_id)
+        if not grant.usable(moment) or user is None or user.status != "active":
+            raise InvalidRefreshTokenError()
+        new_refresh = await uow.sessions.rotate(grant, now=moment, ttl=ctx.lifetimes.refresh_token)
+        await uow.commit()
+    ctx.audit.record(
+        "token_refreshed", user_id=user.id, session_id=grant.session_id, address=address
+    )
+    issued = ctx.tokens.issue(user, session_id=grant.session_id)
+    return TokenPair(issued.token, new_refresh, issued.expires_in, user)
+
+
+async def log_out(ctx: AuthContext, *, refresh_token: str) -> None:
+    """End the session of a refresh token (an unknown token ends nothing, and says nothing)."""
+    async with ctx.uow_factory() as uow:
+        grant = await uow.sessions.find_refresh(refresh_token)
+        if grant is None:
+            return
+        await uow.sessions.revoke(grant.session_id, now=now(), reason="logout")
+        await uow.commit()
+    ctx.audit.record("logout", user_id=grant.user_id, session_id=grant.session_id)
+
+
+async def log_out_everywhere(ctx: AuthContext, *, principal: Principal) -> int:
+    """End every session of the caller, the current one included; how many ended."""
+    async with ctx.uow_factory() as uow:
+        ended = await uow.sessions.revoke_all(principal.user_id, now=now(), reason="logout-all")
+        await uow.commit()
+    ctx.audit.record("logout_all", user_id=principal.user_id, sessions=ended)
+    return ended

@@ -1,0 +1,164 @@
+"""Outgoing mail: the Mailer protocol, a directory mailbox for development and an SMTP sender.
+
+Bodies carry single-use secrets (password-reset tokens), so nothing here logs a body or puts
+one into an exception; a recipient and a subject may be named.
+"""
+
+import asyncio
+import logging
+import os
+import smtplib
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One plain-text mail to one recipient."""
+
+    to: str
+    subject: str
+    body: str
+
+
+class Mailer(Protocol):
+    """Something that delivers a mail, or raises."""
+
+    async def send(self, message: Message) -> None:
+        """Deliver `message`."""
+        ...
+
+
+class MailDeliveryError(Exception):
+    """A mail could not be handed over; the text names recipient and subject, never the body."""
+
+    def __init__(self, to: str, subject: str, reason: str) -> None:
+        super().__init__(f"could not deliver {subject!r} to {to}: {reason}")
+        self.to = to
+        self.subject = subject
+        self.reason = reason
+
+
+def to_email(message: Message, sender: str) -> EmailMessage:
+    """The RFC 5322 form of `message`, sent by `sender`."""
+    email = EmailMessage(policy=policy.default)
+    # The policy rejects CR/LF in header values, which rules out header injection.
+    email["From"] = sender
+    email["To"] = message.to
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(datetime.now(UTC))
+    # An explicit domain: without one make_msgid asks DNS for this host's name, which can hang.
+    email["Message-ID"] = make_msgid(domain=_domain(sender))
+    email.set_content(message.body)
+    return email
+
+
+def _domain(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2] or "localhost"
+
+
+class FileMailbox:
+    """Development and tests: each mail is an .eml file in a directory, named in sending order."""
+
+    def __init__(self, directory: Path, sender: str) -> None:
+        self.directory = directory
+        self.sender = sender
+        self._clock_lock = threading.Lock()
+        self._last_ns = 0
+
+    async def send(self, message: Message) -> None:
+        """Write `message` as a new .eml file, whole or not at all."""
+        email = to_email(message, self.sender)
+        name = f"{self._next_ns():020d}-{uuid.uuid4().hex}.eml"
+        # Newline-terminated lines, as mail files on disk usually are; SMTP gets CRLF.
+        await asyncio.to_thread(self._write, name, email.as_bytes())
+        logger.debug("mail to %s (%s) written to %s", message.to, message.subject, name)
+
+    def messages(self) -> list[EmailMessage]:
+        """Every mail in the directory, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return [
+            message_from_bytes(path.read_bytes(), _class=EmailMessage, policy=policy.default)
+            for path in sorted(self.directory.glob("*.eml"))
+        ]
+
+    def _next_ns(self) -> int:
+        # The clock may be coarse or step back; names must still sort in sending order.
+        with self._clock_lock:
+            self._last_ns = max(time.time_ns(), self._last_ns + 1)
+            return self._last_ns
+
+    def _write(self, name: str, data: bytes) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = self.directory / name
+        # A dot name that is not *.eml: readers never see a half-written mail.
+        temporary = self.directory / f".{name}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            os.replace(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+
+class SmtpMailer:
+    """Sends through an SMTP server with the standard library, in a worker thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        if username is not None and password is None:
+            raise ValueError("an SMTP username needs a password")
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self.username = username
+        self._password = password
+        self.starttls = starttls
+        # Applies to each network operation, so one send can take a few times longer.
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"SmtpMailer(host={self.host!r}, port={self.port}, sender={self.sender!r})"
+
+    async def send(self, message: Message) -> None:
+        """Hand `message` to the SMTP server; raise MailDeliveryError if it cannot be done."""
+        email = to_email(message, self.sender)
+        try:
+            await asyncio.to_thread(self._send, email)
+        except (smtplib.SMTPException, OSError) as exc:
+            # Only the exception's class and the server's reply: never anything of the body.
+            raise MailDeliveryError(
+                message.to, message.subject, f"{type(exc).__name__}: {exc}"
+            ) from exc
+        logger.debug("mail to %s (%s) sent via %s", message.to, message.subject, self.host)
+
+    def _send(self, email: EmailMessage) -> None:
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if self.username is not None and self._password is not None:
+                smtp.login(self.username, self._password)
+            smtp.send_message(email)
