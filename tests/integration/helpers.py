@@ -9,15 +9,17 @@ from typing import Any
 import httpx
 import redis.asyncio as redis
 
-from auth.main import create_app
+from auth.main import Overrides, create_app
 from auth.settings import AuthSettings
 from events.wire import STREAM_FIELD
 
 
 @asynccontextmanager
-async def api_client(settings: AuthSettings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(
+    settings: AuthSettings, overrides: Overrides | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the real app (lifespan included), without a socket."""
-    app = create_app(settings)
+    app = create_app(settings, overrides or Overrides())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://userbus") as client:
@@ -66,3 +68,18 @@ async def login(
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]
     return token
+
+
+async def login_pair(
+    client: httpx.AsyncClient, username: str, password: str = "a long passphrase"
+) -> dict[str, Any]:
+    """Log in and return the whole token response (access and refresh token)."""
+    response = await client.post("/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for an access token."""
+    return {"Authorization": f"Bearer {token}"}

@@ -2,8 +2,18 @@
 
 from datetime import UTC, datetime, timedelta
 
-from auth.domain.model import User
-from events import PasswordChanged, UserDeleted, UserRegistered
+import pytest
+
+from auth.domain.model import Principal, Role, User
+from events import (
+    PasswordChanged,
+    PasswordResetRequested,
+    UserDeleted,
+    UserRegistered,
+    UserRoleChanged,
+    UserStatusChanged,
+    UserUpdated,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -132,3 +142,100 @@ def test_recorded_events_never_contain_the_password_hash() -> None:
     dumped = [event.model_dump_json() for _, event in user.events]
 
     assert not [text for text in dumped if "secret" in text]
+
+
+def test_a_profile_update_records_only_the_fields_that_differ() -> None:
+    user = new_user()
+    later = T0 + timedelta(hours=1)
+
+    user.update_profile({"email": "alice@example.com", "display_name": "Alice"}, now=later)
+
+    assert user.display_name == "Alice"
+    assert (user.version, user.updated_at) == (2, later)
+    sequence, event = user.events[-1]
+    assert sequence == 2
+    assert event == UserUpdated(user_id=user.id, updated_at=later, display_name="Alice")
+    assert event.model_fields_set == {"user_id", "updated_at", "display_name"}
+
+
+def test_a_profile_update_can_change_several_fields_in_one_event() -> None:
+    user = new_user()
+
+    user.update_profile({"email": "a2@example.com", "display_name": "A"}, now=T0)
+
+    assert user.email == "a2@example.com"
+    (_, event) = user.events[-1]
+    assert isinstance(event, UserUpdated)
+    assert event.model_fields_set == {"user_id", "updated_at", "email", "display_name"}
+
+
+def test_clearing_the_display_name_records_it_as_null() -> None:
+    user = new_user()
+    user.update_profile({"display_name": "Alice"}, now=T0)
+
+    user.update_profile({"display_name": None}, now=T0)
+
+    assert user.display_name is None
+    (_, event) = user.events[-1]
+    assert isinstance(event, UserUpdated)
+    assert "display_name" in event.model_fields_set
+    assert event.display_name is None
+
+
+def test_a_profile_update_that_changes_nothing_records_nothing() -> None:
+    user = new_user()
+
+    user.update_profile({"email": "alice@example.com", "display_name": None}, now=T0)
+    user.update_profile({}, now=T0)
+
+    assert user.version == 1
+    assert len(user.events) == 1
+
+
+def test_a_role_change_records_the_old_and_the_new_role() -> None:
+    user = new_user()
+
+    user.change_role("admin", now=T0)
+    user.change_role("admin", now=T0)
+
+    assert user.role == "admin"
+    assert user.version == 2
+    assert user.events[-1] == (
+        2,
+        UserRoleChanged(user_id=user.id, old_role="user", new_role="admin", changed_at=T0),
+    )
+
+
+def test_a_status_change_records_the_old_and_the_new_status() -> None:
+    user = new_user()
+
+    user.change_status("disabled", now=T0)
+    user.change_status("disabled", now=T0)
+    user.change_status("active", now=T0)
+
+    assert user.status == "active"
+    assert [(sequence, type(event)) for sequence, event in user.events[1:]] == [
+        (2, UserStatusChanged),
+        (3, UserStatusChanged),
+    ]
+    assert user.events[1][1] == UserStatusChanged(
+        user_id=user.id, old_status="active", new_status="disabled", changed_at=T0
+    )
+
+
+def test_a_password_reset_request_is_recorded_and_changes_nothing_else() -> None:
+    user = new_user()
+    later = T0 + timedelta(minutes=1)
+
+    user.request_password_reset(now=later)
+
+    assert user.password_hash == "fake$secret-1"
+    assert user.events[-1] == (2, PasswordResetRequested(user_id=user.id, requested_at=later))
+
+
+@pytest.mark.parametrize(("role", "is_admin"), [("admin", True), ("user", False)])
+def test_only_an_admin_principal_is_admin(role: Role, is_admin: bool) -> None:
+    principal = Principal(user_id=new_user().id, username="alice", role=role)
+
+    assert principal.is_admin is is_admin
+    assert principal.session_id is None

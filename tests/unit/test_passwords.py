@@ -1,16 +1,15 @@
-"""Password rules and bcrypt hashing: bounded in bytes, never truncated, never on the event loop."""
+"""bcrypt hashing: bounded in bytes, never truncated, never on the event loop.
+
+The password policy (length, username, commonness) is tested in test_password_policy.py.
+"""
 
 import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from auth.domain.passwords import (
-    MAX_PASSWORD_BYTES,
-    BcryptPasswordHasher,
-    PasswordHasher,
-    password_problem,
-)
+from auth.domain.password_policy import MAX_PASSWORD_BYTES
+from auth.domain.passwords import BcryptPasswordHasher, PasswordHasher
 
 # 24 x 3 bytes: 72 bytes of UTF-8 in only 24 characters.
 EURO_72_BYTES = "\N{EURO SIGN}" * 24
@@ -27,28 +26,6 @@ def hasher() -> Iterator[BcryptPasswordHasher]:
 def test_bcrypt_hasher_is_a_password_hasher(hasher: BcryptPasswordHasher) -> None:
     checked: PasswordHasher = hasher
     assert checked is hasher
-
-
-def test_a_password_of_7_characters_is_too_short() -> None:
-    assert password_problem("abcdefg") == "the password must have at least 8 characters"
-
-
-@pytest.mark.parametrize(
-    "password",
-    ["abcdefgh", "a" * MAX_PASSWORD_BYTES, EURO_72_BYTES[:8], "é" * 36],
-    ids=["8-chars", "72-ascii-bytes", "8-multibyte-chars", "72-bytes-of-e-acute"],
-)
-def test_passwords_from_8_characters_up_to_72_bytes_are_accepted(password: str) -> None:
-    assert password_problem(password) is None
-
-
-@pytest.mark.parametrize(
-    "password",
-    ["a" * 73, EURO_72_BYTES + "a", "é€" * 25],
-    ids=["73-ascii-bytes", "73-bytes-in-25-chars", "125-bytes-in-50-chars"],
-)
-def test_passwords_over_72_bytes_are_refused_however_few_characters(password: str) -> None:
-    assert password_problem(password) == "the password must be at most 72 bytes in UTF-8"
 
 
 async def test_a_hashed_password_verifies(hasher: BcryptPasswordHasher) -> None:

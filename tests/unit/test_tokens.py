@@ -6,6 +6,7 @@ import hmac
 import json
 import os
 import stat
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ DATABASE_URL = "postgresql://x@localhost/db"
 
 _pems: dict[Algorithm, bytes] = {}
 _keys: dict[bytes, SigningKey] = {}
+_spare: dict[tuple[Algorithm, int], SigningKey] = {}
 
 
 def pem_of(algorithm: Algorithm) -> bytes:
@@ -52,6 +54,13 @@ def key_of(pem: bytes) -> SigningKey:
         assert isinstance(key, SigningKey)
         _keys[pem] = key
     return _keys[pem]
+
+
+def spare_key(algorithm: Algorithm, index: int) -> SigningKey:
+    """The index-th extra key of an algorithm (for rotation), generated once per module."""
+    if (algorithm, index) not in _spare:
+        _spare[algorithm, index] = key_of(generate_private_key_pem(algorithm))
+    return _spare[algorithm, index]
 
 
 def service_for(key: SigningKey, algorithm: Algorithm, **changes: Any) -> TokenService:
@@ -154,6 +163,69 @@ def test_every_token_gets_its_own_id(tokens: TokenService, user: User) -> None:
     second = jwt.decode(tokens.issue(user).token, options={"verify_signature": False})
 
     assert first["jti"] != second["jti"]
+
+
+def test_a_session_id_travels_in_the_sid_claim_and_back(tokens: TokenService, user: User) -> None:
+    session_id = uuid.uuid4()
+
+    issued = tokens.issue(user, session_id=session_id)
+
+    claims = jwt.decode(issued.token, options={"verify_signature": False})
+    assert claims["sid"] == str(session_id)
+    assert tokens.verify(issued.token).session_id == session_id
+
+
+def test_a_token_without_a_session_has_no_sid(tokens: TokenService, user: User) -> None:
+    issued = tokens.issue(user)
+
+    assert "sid" not in jwt.decode(issued.token, options={"verify_signature": False})
+    assert tokens.verify(issued.token).session_id is None
+
+
+def test_a_token_signed_by_a_previous_key_still_verifies_and_both_keys_are_published(
+    algorithm: Algorithm, user: User
+) -> None:
+    old_key, new_key = spare_key(algorithm, 0), spare_key(algorithm, 1)
+    old = service_for(old_key, algorithm)
+    rotated = service_for(new_key, algorithm, previous_public_keys=[old_key.public_key()])
+    session_id = uuid.uuid4()
+
+    principal = rotated.verify(old.issue(user, session_id=session_id).token)
+
+    assert (principal.user_id, principal.session_id) == (user.id, session_id)
+    assert [jwk["kid"] for jwk in rotated.jwks()["keys"]] == [rotated.kid, old.kid]
+    assert rotated.kid != old.kid
+    assert jwt.get_unverified_header(rotated.issue(user).token)["kid"] == rotated.kid
+    assert not {"d", "p", "q"} & {name for jwk in rotated.jwks()["keys"] for name in jwk}
+
+
+def test_a_token_of_a_key_neither_current_nor_previous_is_refused(
+    algorithm: Algorithm, user: User
+) -> None:
+    old_key, new_key, stranger_key = (spare_key(algorithm, i) for i in range(3))
+    rotated = service_for(new_key, algorithm, previous_public_keys=[old_key.public_key()])
+    stranger = service_for(stranger_key, algorithm)
+    forged_kid = jwt.encode(
+        valid_claims(user),
+        stranger_key,
+        algorithm=algorithm,
+        headers={"kid": service_for(old_key, algorithm).kid},
+    )
+
+    with pytest.raises(NotAuthenticatedError, match="unknown key"):
+        rotated.verify(stranger.issue(user).token)
+    with pytest.raises(NotAuthenticatedError):
+        rotated.verify(forged_kid)
+
+
+def test_the_previous_key_does_not_verify_tokens_of_the_new_one(
+    algorithm: Algorithm, user: User
+) -> None:
+    old_key, new_key = spare_key(algorithm, 0), spare_key(algorithm, 1)
+    rotated = service_for(new_key, algorithm, previous_public_keys=[old_key.public_key()])
+
+    with pytest.raises(NotAuthenticatedError):
+        service_for(old_key, algorithm).verify(rotated.issue(user).token)
 
 
 def test_the_token_header_names_the_key_published_in_the_jwks(
