@@ -5,7 +5,7 @@ import json
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
 from consumers.settings import ConsumerSettings
@@ -68,3 +68,53 @@ async def test_replay_rebuilds_the_projection_from_the_event_log(
     async with engine.connect() as conn:
         names = set((await conn.execute(text("SELECT username FROM profiles.profiles"))).scalars())
     assert names == {user.username for user in users}
+
+
+def test_create_admin_makes_an_admin_who_can_log_in(isolated_database_url: str) -> None:
+    env = {"USERBUS_DATABASE_URL": isolated_database_url, "USERBUS_BCRYPT_ROUNDS": "4"}
+    result = CliRunner().invoke(
+        app,
+        ["users", "create-admin", "root", "--email", "root@example.com", "--password-stdin"],
+        input="an admin passphrase\n",
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "created admin root" in result.output
+
+    async def role() -> str:
+        engine = create_async_engine(isolated_database_url.replace("://", "+asyncpg://", 1))
+        async with engine.connect() as conn:
+            value = await conn.scalar(text("SELECT role FROM auth.users WHERE username = 'root'"))
+        await engine.dispose()
+        return str(value)
+
+    assert asyncio.run(role()) == "admin"
+    again = CliRunner().invoke(
+        app,
+        ["users", "create-admin", "root", "--email", "other@example.com", "--password-stdin"],
+        input="an admin passphrase\n",
+        env=env,
+    )
+    assert again.exit_code == 1
+    assert "already taken" in again.output
+
+
+@pytest.mark.parametrize(
+    ("username", "email", "password", "message"),
+    [
+        ("x", "root@example.com", "an admin passphrase", "3-32 characters"),
+        ("root", "not-an-email", "an admin passphrase", "invalid email"),
+        ("root", "root@example.com", "password", "too common"),
+    ],
+)
+def test_create_admin_refuses_what_the_api_would_refuse(
+    isolated_database_url: str, username: str, email: str, password: str, message: str
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["users", "create-admin", username, "--email", email, "--password-stdin"],
+        input=f"{password}\n",
+        env={"USERBUS_DATABASE_URL": isolated_database_url},
+    )
+    assert result.exit_code != 0
+    assert message in result.output
