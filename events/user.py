@@ -18,6 +18,7 @@ class UserRegistered(Event):
     email: EmailStr
     role: Role
     registered_at: datetime
+    display_name: str | None = None
 
 
 class PasswordChanged(Event):

@@ -65,6 +65,7 @@ class User:
         password_hash: str,
         now: datetime,
         role: Role = "user",
+        display_name: str | None = None,
     ) -> "User":
         """A new active account, with its UserRegistered event as sequence 1."""
         user = cls(
@@ -77,13 +78,17 @@ class User:
             created_at=now,
             updated_at=now,
             version=0,
+            display_name=display_name,
         )
-        user._record(
-            UserRegistered(
-                user_id=user.id, username=username, email=email, role=role, registered_at=now
-            ),
-            now,
+        registered = UserRegistered(
+            user_id=user.id,
+            username=username,
+            email=email,
+            role=role,
+            registered_at=now,
+            display_name=display_name,
         )
+        user._record(registered, now)
         return user
 
     def change_password(

@@ -33,6 +33,10 @@ async def authenticate(
     """
     async with uow_factory() as uow:
         user = await uow.users.get_by_login(login)
+    return await _verified(hasher, user, password)
+
+
+async def _verified(hasher: PasswordHasher, user: User | None, password: str) -> User:
     matches = await hasher.verify(password, user.password_hash if user else None)
     if user is None:
         raise InvalidCredentialsError(reason="unknown_user")
@@ -49,20 +53,24 @@ async def check_credentials(
     """`authenticate` behind the brute-force limits, with every attempt audited.
 
     The limits are checked before any hashing: a locked-out guesser costs no bcrypt time.
+    Failures count against the account, whether it was named by username or by email.
     """
-    retry_after = await ctx.limiter.retry_after(login, address)
+    async with ctx.uow_factory() as uow:
+        account = await uow.users.get_by_login(login)
+    key = account.username if account else login
+    retry_after = await ctx.limiter.retry_after(key, address)
     if retry_after is not None:
         ctx.audit.record("login_refused", login=login, address=address, retry_after=retry_after)
         raise TooManyAttemptsError(retry_after)
     try:
-        user = await authenticate(ctx.uow_factory, ctx.hasher, login=login, password=password)
+        user = await _verified(ctx.hasher, account, password)
     except InvalidCredentialsError as exc:
         ctx.audit.record("login_failed", login=login, address=address, reason=exc.reason)
-        locked_for = await ctx.limiter.record_failure(login, address)
+        locked_for = await ctx.limiter.record_failure(key, address)
         if locked_for is not None:
             ctx.audit.record("login_locked", login=login, address=address, seconds=locked_for)
         raise
-    await ctx.limiter.record_success(login)
+    await ctx.limiter.record_success(key)
     return user
 
 

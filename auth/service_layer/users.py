@@ -90,11 +90,13 @@ async def _register(
             raise EmailTakenError(email)
     password_hash = await hasher.hash(password)
     user = User.register(
-        username=username, email=email, password_hash=password_hash, now=now(), role=role
+        username=username,
+        email=email,
+        password_hash=password_hash,
+        now=now(),
+        role=role,
+        display_name=display_name,
     )
-    if display_name is not None:
-        # Part of the registration, not a later change: no UserUpdated event for it.
-        user.display_name = display_name
     async with uow_factory() as uow:
         await uow.users.add(user)
         await uow.commit()
@@ -204,6 +206,10 @@ async def authenticated_user(uow_factory: UnitOfWorkFactory, principal: Principa
         user = await uow.users.get(principal.user_id)
         if user is None or user.status != "active":
             raise NotAuthenticatedError("the token's user no longer exists or is not active")
+        if user.role != principal.role:
+            # A demoted admin's token must not keep its rights until it expires (a promoted
+            # user simply refreshes to get the new role).
+            raise NotAuthenticatedError("the token's role is out of date; refresh it")
         if principal.session_id is not None and not await uow.sessions.is_active(
             principal.session_id, user.id, now=now()
         ):
@@ -239,5 +245,5 @@ def _decode_cursor(cursor: str) -> tuple[str, UUID]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, user_id = json.loads(raw)
         return str(name), UUID(user_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
         raise InvalidCursorError() from exc

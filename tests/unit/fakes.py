@@ -246,7 +246,7 @@ class FakeAuthTables:
 
 
 class FakeSessionRepository:
-    """SessionRepository over FakeAuthTables; writes are staged until the unit of work commits."""
+    """SessionRepository over FakeAuthTables; writes are staged until commit."""
 
     def __init__(self, tables: FakeAuthTables) -> None:
         self._tables = tables
@@ -282,7 +282,8 @@ class FakeSessionRepository:
         """Spend the token and return the session's next one (the session slides on)."""
         row = self._token(grant.token_hash)
         session = self._session(grant.session_id)
-        assert row is not None and session is not None
+        assert row is not None
+        assert session is not None
         self._tokens[row.token_hash] = replace(row, used_at=now)
         self._sessions[session.id] = replace(session, last_used_at=now, expires_at=now + ttl)
         return self._new_token(session.id, now=now, ttl=ttl)
@@ -339,7 +340,7 @@ class FakeSessionRepository:
 
 
 class FakeResetTokenRepository:
-    """ResetTokenRepository over FakeAuthTables; writes are staged until the unit of work commits."""
+    """ResetTokenRepository over FakeAuthTables; writes are staged until commit."""
 
     def __init__(self, tables: FakeAuthTables) -> None:
         self._tables = tables

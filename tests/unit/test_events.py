@@ -12,9 +12,13 @@ from events import (
     Envelope,
     MalformedEventError,
     PasswordChanged,
+    PasswordResetRequested,
     UnknownEventTypeError,
     UserDeleted,
     UserRegistered,
+    UserRoleChanged,
+    UserStatusChanged,
+    UserUpdated,
     envelope_from_json,
     event_from_envelope,
     json_schemas,
@@ -66,6 +70,12 @@ def test_envelope_carries_the_cloudevents_attributes() -> None:
         registered(),
         PasswordChanged(user_id=uuid4(), changed_at=NOW, reason="reset"),
         UserDeleted(user_id=uuid4(), username="bob", deleted_at=NOW, reason="admin"),
+        UserUpdated(user_id=uuid4(), updated_at=NOW, email="b@example.com", display_name="B"),
+        UserRoleChanged(user_id=uuid4(), old_role="user", new_role="admin", changed_at=NOW),
+        UserStatusChanged(
+            user_id=uuid4(), old_status="active", new_status="disabled", changed_at=NOW
+        ),
+        PasswordResetRequested(user_id=uuid4(), requested_at=NOW),
     ],
     ids=lambda event: event.type_name(),
 )
@@ -197,7 +207,33 @@ def test_registry_names_each_event_by_its_class() -> None:
         "UserRegistered": UserRegistered,
         "PasswordChanged": PasswordChanged,
         "UserDeleted": UserDeleted,
+        "UserUpdated": UserUpdated,
+        "UserRoleChanged": UserRoleChanged,
+        "UserStatusChanged": UserStatusChanged,
+        "PasswordResetRequested": PasswordResetRequested,
     } == EVENT_TYPES
+
+
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({"display_name": "Bob"}, {"display_name"}),
+        ({"display_name": None}, {"display_name"}),
+        ({"email": "b@example.com"}, {"email"}),
+    ],
+    ids=["set-display-name", "clear-display-name", "email"],
+)
+def test_user_updated_carries_only_the_fields_that_changed_through_the_wire(
+    changes: dict[str, Any], fields: set[str]
+) -> None:
+    event = UserUpdated(user_id=uuid4(), updated_at=NOW, **changes)
+
+    envelope = envelope_from_json(to_envelope(event, sequence=2, source=SOURCE).model_dump_json())
+    read = event_from_envelope(envelope)
+
+    assert set(envelope.data) == {"user_id", "updated_at", *fields}
+    assert read == event
+    assert read.model_fields_set == {"user_id", "updated_at", *fields}
 
 
 def test_json_schemas_describe_the_envelope_and_every_event_type() -> None:

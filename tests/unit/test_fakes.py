@@ -57,8 +57,7 @@ def test_the_fakes_fit_the_ports() -> None:
     mailer: Mailer = FakeMailer()
 
     assert all(
-        part is not None
-        for part in (hasher, uow_factory, uow, sessions, resets, limiter, mailer)
+        part is not None for part in (hasher, uow_factory, uow, sessions, resets, limiter, mailer)
     )
 
 

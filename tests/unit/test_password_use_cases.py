@@ -76,6 +76,7 @@ async def test_changing_the_password_by_login_records_it_and_ends_every_session(
 
     sequence, event = uow_factory.outbox[-1]
     assert sequence == 2 == uow_factory.rows[alice.id].version
+    assert isinstance(event, PasswordChanged)
     assert event == PasswordChanged(user_id=alice.id, changed_at=event.changed_at, reason="change")
     assert [await refreshes(ctx, pair) for pair in pairs] == [False, False]
     assert await logs_in_with(ctx, NEW_PASSWORD)
@@ -239,6 +240,7 @@ async def test_a_reset_mails_one_token_and_records_the_request_without_it(
     assert is_stored_reset_token(uow_factory, token)
     sequence, event = uow_factory.outbox[-1]
     assert sequence == version_before + 1 == uow_factory.rows[alice.id].version
+    assert isinstance(event, PasswordResetRequested)
     assert event == PasswordResetRequested(user_id=alice.id, requested_at=event.requested_at)
     assert token not in audit.text()
     assert not [e for _, e in uow_factory.outbox if token in e.model_dump_json()]
@@ -273,6 +275,7 @@ async def test_a_reset_token_sets_the_password_and_ends_every_session(
     await confirm_password_reset(ctx, token=token, new_password=NEW_PASSWORD)
 
     event = uow_factory.events()[-1]
+    assert isinstance(event, PasswordChanged)
     assert event == PasswordChanged(user_id=alice.id, changed_at=event.changed_at, reason="reset")
     assert await logs_in_with(ctx, NEW_PASSWORD)
     assert not await logs_in_with(ctx, PASSWORD)

@@ -25,6 +25,7 @@ from auth.security.tokens import (
     SigningKey,
     TokenService,
     generate_private_key_pem,
+    load_previous_public_keys,
     load_signing_key,
 )
 from auth.settings import AuthSettings
@@ -415,6 +416,40 @@ def test_the_signing_key_is_read_from_a_file(algorithm_name: Algorithm, tmp_path
 
     expected = service_for(key_of(pem_of(algorithm_name)), algorithm_name).kid
     assert service_for(key, algorithm_name).kid == expected
+
+
+@pytest.mark.parametrize("algorithm_name", ALGORITHMS)
+def test_previous_public_keys_are_read_from_their_files(
+    algorithm_name: Algorithm, tmp_path: Path, user: User
+) -> None:
+    old_key = spare_key(algorithm_name, 0)
+    path = tmp_path / "old.pub.pem"
+    path.write_bytes(
+        old_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+    keys = load_previous_public_keys(
+        settings(jwt_algorithm=algorithm_name, jwt_previous_public_key_files=[path])
+    )
+
+    rotated = service_for(spare_key(algorithm_name, 1), algorithm_name, previous_public_keys=keys)
+    assert rotated.verify(service_for(old_key, algorithm_name).issue(user).token).user_id == user.id
+
+
+def test_a_previous_public_key_of_another_algorithm_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.pub.pem"
+    path.write_bytes(
+        spare_key("RS256", 0)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+    with pytest.raises(ValueError, match="EdDSA"):
+        load_previous_public_keys(
+            settings(jwt_algorithm="EdDSA", jwt_previous_public_key_files=[path])
+        )
 
 
 @pytest.mark.parametrize(("key_algorithm", "configured"), [("EdDSA", "RS256"), ("RS256", "EdDSA")])
