@@ -7,6 +7,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events import DEFAULT_STREAM
+from events.brokers import broker_kind
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -29,9 +30,23 @@ class ConsumerSettings(BaseSettings):
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
     # Stable across restarts of one process, so it finds its own unacknowledged entries.
     consumer_name: str = Field(default_factory=socket.gethostname, min_length=1)
+    # The consumer group; by default the projection's name. Another name gives an
+    # independent copy of the projection on the same stream (a second deployment, a test).
+    consumer_group: str | None = Field(default=None, min_length=1)
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
     # Where a consumer group that does not exist yet starts: the whole history, or only new.
     consumer_start: Literal["beginning", "end"] = "beginning"
+    # Kafka only: the topic is created with these if the consumer starts before the relay.
+    kafka_partitions: int = Field(default=6, ge=1, le=10_000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    # How long a silent group member keeps its partitions before they move to another.
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        broker_kind(value)
+        return value
 
     @field_validator("database_url", "event_log_url")
     @classmethod

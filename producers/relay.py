@@ -32,7 +32,8 @@ _LOCK_PENDING = """
         LIMIT $1
         FOR UPDATE SKIP LOCKED
     )
-    SELECT b.id, b.subject, o.payload::text AS payload
+    SELECT b.id, b.subject, o.payload::text AS payload, o.event_id, o.type, o.sequence,
+           o.occurred_at, o.payload->>'source' AS source
     FROM batch b JOIN auth.outbox o ON o.id = b.id
     ORDER BY b.id
 """
@@ -145,7 +146,16 @@ async def _in_user_order(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[
         foreign = await conn.fetch(_FOREIGN_PENDING, subjects, max(ids), ids)
         held = {row["subject"]: row["first_id"] for row in foreign}
     return [
-        PendingEvent(outbox_id=row["id"], subject=row["subject"], payload=row["payload"])
+        PendingEvent(
+            outbox_id=row["id"],
+            subject=row["subject"],
+            payload=row["payload"],
+            event_id=row["event_id"],
+            type=row["type"],
+            sequence=row["sequence"],
+            time=row["occurred_at"],
+            source=row["source"],
+        )
         for row in rows
         if row["subject"] not in held or row["id"] < held[row["subject"]]
     ]

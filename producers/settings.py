@@ -4,8 +4,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events import DEFAULT_STREAM
-
-BROKER_SCHEMES = ("redis://", "rediss://", "unix://")
+from events.brokers import broker_kind
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -22,7 +21,9 @@ class RelaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
 
     database_url: str = Field(description="PostgreSQL URL of the auth database (its outbox)")
-    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// URL")
+    broker_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="redis://... or kafka://host:port,..."
+    )
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
     relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
     # Batches in flight at once per relay process, each on its own database connection. More
@@ -32,6 +33,13 @@ class RelaySettings(BaseSettings):
     # The relay wakes on NOTIFY; this poll only covers a notification missed while the
     # listening connection was being re-established.
     relay_fallback_poll_seconds: float = Field(default=5.0, gt=0)
+    # Kafka only: the topic the relay creates when it does not exist yet.
+    kafka_partitions: int = Field(default=6, ge=1, le=10_000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    # Broker retries never duplicate or reorder a send. Brokers without InitProducerId (the
+    # in-memory Tansu the tests use) need it off; order per partition holds either way,
+    # because aiokafka keeps one batch per partition in flight.
+    kafka_idempotent_producer: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -41,6 +49,5 @@ class RelaySettings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
-        if not value.startswith(BROKER_SCHEMES):
-            raise ValueError(f"broker_url must start with one of {', '.join(BROKER_SCHEMES)}")
+        broker_kind(value)
         return value

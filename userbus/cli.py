@@ -19,7 +19,7 @@ from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
-from consumers.sources import EventSource, OutboxLogSource, RedisStreamSource
+from consumers.sources import EventSource, OutboxLogSource, broker_source
 from events import json_schemas
 from events.wire import BROKER_LOGGER
 from producers.settings import RelaySettings
@@ -113,7 +113,7 @@ def replay_command(
     history: EventSource = (
         OutboxLogSource(settings.event_log_database_url)
         if source is Source.outbox
-        else RedisStreamSource(settings.broker_url, settings.stream)
+        else broker_source(settings.broker_url, settings.stream)
     )
 
     async def rebuild() -> None:

@@ -2,15 +2,19 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from auth.main import Overrides, create_app
 from auth.settings import AuthSettings
+from consumers.sources import broker_source, read_to_high_watermarks
+from events.brokers import broker_kind, kafka_servers
 from events.wire import STREAM_FIELD
 
 
@@ -24,16 +28,6 @@ async def api_client(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://userbus") as client:
             yield client
-
-
-async def stream_events(redis_url: str, stream: str) -> list[dict[str, Any]]:
-    """Every envelope on the stream, in stream order, parsed from its JSON field."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        entries = await client.xrange(stream)
-    finally:
-        await client.aclose()
-    return [json.loads(fields[STREAM_FIELD.encode()]) for _, fields in entries]
 
 
 async def eventually(
@@ -83,3 +77,72 @@ async def login_pair(
 def bearer(token: str) -> dict[str, str]:
     """The Authorization header for an access token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+async def broker_events(broker_url: str, stream: str) -> list[dict[str, Any]]:
+    """Every envelope on the stream or topic: Redis in stream order, Kafka by partition."""
+    source = broker_source(broker_url, stream)
+    events: list[dict[str, Any]] = []
+    async for batch in source.batches(1000):
+        events += [envelope.model_dump(mode="json") for envelope in batch]
+    return events
+
+
+async def publish_raw(broker_url: str, stream: str, payloads: Sequence[bytes]) -> None:
+    """Append raw message bodies (envelopes or garbage) as the relay would, in order."""
+    if broker_kind(broker_url) == "redis":
+        client = redis.Redis.from_url(broker_url)
+        try:
+            for payload in payloads:
+                await client.xadd(stream, {STREAM_FIELD: payload})
+        finally:
+            await client.aclose()
+        return
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_servers(broker_url))
+    await producer.start()
+    try:
+        for payload in payloads:
+            # Keyed like the relay: by subject when there is one (so one user, one partition).
+            try:
+                key = json.loads(payload).get("subject", "").encode() or None
+            except (ValueError, AttributeError):
+                key = None
+            await producer.send_and_wait(stream, payload, key=key)
+    finally:
+        await producer.stop()
+
+
+async def unacknowledged(broker_url: str, stream: str, group: str) -> int:
+    """Messages the group has received but not acknowledged (Redis) or not committed (Kafka)."""
+    if broker_kind(broker_url) == "redis":
+        client = redis.Redis.from_url(broker_url)
+        try:
+            return int((await client.xpending(stream, group))["pending"])
+        finally:
+            await client.aclose()
+    servers = kafka_servers(broker_url)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [
+            TopicPartition(stream, p) for p in consumer.partitions_for_topic(stream) or ()
+        ]
+        if not partitions:
+            return 0
+        # Partitions named: Tansu cannot answer an OffsetFetch for "all partitions".
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends: dict[TopicPartition, int] = {}
+        async for records in read_to_high_watermarks(consumer, partitions, 1000):
+            for record in records:
+                tp = TopicPartition(record.topic, record.partition)
+                ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+        done = {tp: meta.offset for tp, meta in committed.items() if tp.topic == stream}
+        return sum(end - max(done.get(tp, 0), 0) for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+        await admin.close()
