@@ -20,7 +20,8 @@ from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
-from events import json_schemas
+from events import DEFAULT_STREAM, json_schemas
+from events.brokers import ensure_topic, kafka_servers
 from events.wire import BROKER_LOGGER
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
@@ -34,6 +35,19 @@ events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+kafka_app = typer.Typer(help="The Kafka topic.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+
+
+class TopicSettings(BaseSettings):
+    """Where the events go on Kafka, and how the topic is laid out."""
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    broker_url: str
+    stream: str = DEFAULT_STREAM
+    kafka_partitions: int = Field(default=6, ge=1, le=10_000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
 
 
 class Source(StrEnum):
@@ -156,6 +170,26 @@ def create_admin_command(
         typer.echo(f"userbus: {exc.message}", err=True)
         raise SystemExit(1) from None
     typer.echo(f"created admin {username} ({user_id})")
+
+
+@kafka_app.command("init")
+def kafka_init() -> None:
+    """Create the events topic (USERBUS_STREAM) if it does not exist (the relay does too)."""
+    settings = TopicSettings()
+    try:
+        servers = kafka_servers(settings.broker_url)
+    except ValueError as exc:
+        raise typer.BadParameter(f"USERBUS_BROKER_URL: {exc}") from None
+    created = asyncio.run(
+        ensure_topic(
+            servers,
+            settings.stream,
+            settings.kafka_partitions,
+            settings.kafka_replication_factor,
+        )
+    )
+    state = "created" if created else "already exists:"
+    typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
 
 
 @events_app.command("schema")

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from auth.migrations import upgrade
 from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
+from events.brokers import broker_kind
 from producers.settings import RelaySettings
 from userbus.embedded import EmbeddedPostgres, EmbeddedValkey
 from userbus.run import run_api, run_consumer, run_relay_until
@@ -24,6 +25,8 @@ class DevSettings(BaseSettings):
 
     database_url: str | None = None
     broker_url: str | None = None
+    # The login limiter's Redis; by default the broker when it is Redis, else embedded.
+    redis_url: str | None = None
     data_dir: Path = Path(".userbus")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -38,9 +41,12 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
     try:
         database_url = settings.database_url or await _start(postgres, started)
         broker_url = settings.broker_url or await _start(valkey, started)
+        redis_url = settings.redis_url or (
+            broker_url if broker_kind(broker_url) == "redis" else await _start(valkey, started)
+        )
         await upgrade(database_url)
         auth = AuthSettings(
-            database_url=database_url, redis_url=broker_url, data_dir=settings.data_dir
+            database_url=database_url, redis_url=redis_url, data_dir=settings.data_dir
         )
         relay = RelaySettings(database_url=database_url, broker_url=broker_url)
         consumer = ConsumerSettings(database_url=database_url, broker_url=broker_url)

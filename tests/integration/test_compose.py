@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.settings import ConsumerSettings
 from producers.settings import RelaySettings
-from userbus.cli import LogSettings, app
+from userbus.cli import LogSettings, TopicSettings, app
 from userbus.dev import DevSettings
 from userbus.projections import PROJECTIONS
 
@@ -37,11 +37,13 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     DevSettings,
     DatabaseSettings,
     LogSettings,
+    TopicSettings,
 )
 # The settings class each command builds from the environment (see userbus/cli.py).
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "dev": DevSettings,
     "migrate": DatabaseSettings,
+    "kafka": TopicSettings,
     "api": AuthSettings,
     "relay": RelaySettings,
     "consume": ConsumerSettings,
@@ -50,9 +52,15 @@ SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
 SECRETS_DIR = PurePosixPath("/run/secrets")
 
 
-@pytest.fixture(scope="module")
-def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """docker-compose.yml as docker-compose 1.29 resolves it (anchors merged, paths absolute)."""
+@pytest.fixture(
+    scope="module",
+    params=[("docker-compose.yml",), ("docker-compose.yml", "docker-compose.kafka.yml")],
+    ids=["valkey", "kafka"],
+)
+def compose_config(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The compose files as docker-compose 1.29 resolves them: alone, and with Kafka."""
     if shutil.which(DOCKER_COMPOSE) is None:
         pytest.fail(
             "docker-compose is not installed: run `make test`, which installs it, "
@@ -62,15 +70,16 @@ def compose_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     # secret file (secrets/jwt_private_key.pem) need not exist: `config` does not read it.
     env_file = tmp_path_factory.mktemp("compose") / "empty.env"
     env_file.touch()
+    files = [arg for name in request.param for arg in ("--file", name)]
     result = subprocess.run(
-        [DOCKER_COMPOSE, "--env-file", str(env_file), "--file", "docker-compose.yml", "config"],
+        [DOCKER_COMPOSE, "--env-file", str(env_file), *files, "config"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, f"docker-compose rejects docker-compose.yml:\n{result.stderr}"
+    assert result.returncode == 0, f"docker-compose rejects {request.param}:\n{result.stderr}"
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
 
