@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import uuid
 
 import pytest
 from sqlalchemy import text
@@ -118,3 +119,23 @@ def test_create_admin_refuses_what_the_api_would_refuse(
     )
     assert result.exit_code != 0
     assert message in result.output
+
+
+@pytest.mark.kafka
+def test_kafka_init_creates_the_topic_once(kafka_url: str) -> None:
+    topic = f"init.{uuid.uuid4().hex[:8]}"
+    env = {
+        "USERBUS_BROKER_URL": kafka_url,
+        "USERBUS_STREAM": topic,
+        "USERBUS_KAFKA_PARTITIONS": "4",
+    }
+    first = CliRunner().invoke(app, ["kafka", "init"], env=env)
+    assert first.exit_code == 0, first.output
+    assert f"topic {topic} created" in first.output
+    second = CliRunner().invoke(app, ["kafka", "init"], env=env)
+    assert second.exit_code == 0
+    assert "already exists" in second.output
+    not_kafka = CliRunner().invoke(
+        app, ["kafka", "init"], env={"USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    )
+    assert not_kafka.exit_code == 2

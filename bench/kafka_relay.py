@@ -1,0 +1,242 @@
+"""Relay throughput, outbox to a Kafka topic (Tansu), as a ratio to raw aiokafka produce."""
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from _common import Scratch, make_parser, scratch, setup_process, show, show_load, show_ratio
+from _common import show_text
+from _tansu import Tansu, count_records, tansu
+from aiokafka import AIOKafkaProducer
+from relay import TimedPublisher, fill_outbox
+
+from events import envelope_from_json, event_from_envelope
+from events.brokers import ensure_topic
+from producers.broker import PendingEvent, make_publisher
+from producers.kafka import cloudevent_headers
+from producers.main import create_relay
+from producers.settings import RelaySettings
+
+TARGET_RATIO = 0.5
+TIMEOUT_SECONDS = 900.0
+MAX_BATCH_BYTES = 1024 * 1024
+
+# The columns the relay reads for each event, so the baseline sends the same keys and values.
+_EVENTS = """
+    SELECT o.id, o.subject, o.payload::text AS payload, o.event_id, o.type, o.sequence,
+           o.occurred_at, o.payload->>'source' AS source
+    FROM auth.outbox o ORDER BY o.id
+"""
+_PENDING_COUNT = "SELECT count(*) FROM auth.outbox_pending"
+
+Header = tuple[str, bytes]
+
+
+class ConnectTimedPublisher(TimedPublisher):
+    """Also times `connect` (topic check and producer start), which the relay does before work."""
+
+    connect_seconds = 0.0
+
+    async def connect(self) -> None:
+        """Open the producer, timing it."""
+        started = time.perf_counter()
+        await super().connect()
+        self.connect_seconds = time.perf_counter() - started
+
+
+def raw_producer(servers: list[str]) -> AIOKafkaProducer:
+    """The baseline producer: the relay's producer settings, minus idempotence (Tansu lacks it)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=servers,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=MAX_BATCH_BYTES,
+        enable_idempotence=False,
+    )
+
+
+async def raw_produce(
+    tansu: Tansu,
+    topic: str,
+    events: Sequence[PendingEvent],
+    batch: int,
+    headers: Sequence[list[Header]] | None = None,
+) -> float:
+    """Seconds to send every payload keyed by user, waiting for the acks of each `batch` sends."""
+    keys = [str(event.subject).encode() for event in events]
+    values = [event.payload.encode() for event in events]
+    producer = raw_producer(tansu.servers)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(events), batch):
+            acks = [
+                await producer.send(
+                    topic,
+                    values[i],
+                    key=keys[i],
+                    headers=None if headers is None else headers[i],
+                )
+                for i in range(start, min(start + batch, len(events)))
+            ]
+            await asyncio.gather(*acks)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def real_relay(
+    space: Scratch, tansu: Tansu, topic: str, count: int, batch: int, partitions: int
+) -> tuple[float, float, float]:
+    """Seconds for `create_relay` to publish `count` events; of them publishing, and connecting."""
+    settings = RelaySettings(
+        _env_file=None,
+        database_url=space.database_url,
+        broker_url=tansu.url,
+        stream=topic,
+        relay_batch_size=batch,
+        kafka_partitions=partitions,
+        # Tansu has no InitProducerId.
+        kafka_idempotent_producer=False,
+    )
+    publisher = ConnectTimedPublisher(make_publisher(settings))
+    relay = create_relay(settings, publisher=publisher)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        while relay.published < count:
+            if task.done():
+                raise RuntimeError(f"the relay stopped after {relay.published} events")
+            if time.perf_counter() - started > TIMEOUT_SECONDS:
+                raise RuntimeError(f"the relay published only {relay.published} in time")
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        await task
+    return elapsed, publisher.seconds, publisher.connect_seconds
+
+
+async def check_topic(tansu: Tansu, topic: str, count: int) -> None:
+    """Fail unless the topic holds exactly `count` records."""
+    held = await count_records(tansu.servers, topic)
+    if held != count:
+        raise RuntimeError(f"{topic}: {held} records, {count} expected")
+
+
+def pending_events(rows: Sequence[Any]) -> list[PendingEvent]:
+    """The outbox rows as the relay sees them."""
+    return [
+        PendingEvent(
+            outbox_id=row["id"],
+            subject=row["subject"],
+            payload=row["payload"],
+            event_id=row["event_id"],
+            type=row["type"],
+            sequence=row["sequence"],
+            time=row["occurred_at"],
+            source=row["source"],
+        )
+        for row in rows
+    ]
+
+
+async def main(args: argparse.Namespace) -> float:
+    """Fill the outbox, time raw produce and the relay into fresh topics, print the ratio."""
+    show_text("events, batch size, partitions", f"{args.events:,}, {args.batch}, {args.partitions}")
+    show_load("at start")
+    with tansu() as broker:
+        show_text("broker", f"{broker.version} (in memory) at {broker.url}")
+        async with scratch(args) as space:
+            conn = await asyncpg.connect(space.database_url)
+            try:
+                started = time.perf_counter()
+                await fill_outbox(conn, args.events)
+                show("outbox filled in", time.perf_counter() - started, "s", 2)
+                events = pending_events(await conn.fetch(_EVENTS))
+                # The rows must be events a consumer accepts, or the benchmark proves nothing.
+                event_from_envelope(envelope_from_json(events[0].payload))
+                show("payload size (first row)", len(events[0].payload), "bytes", 0)
+
+                topics = {purpose: f"userbus.bench.{space.run_id}.{purpose}" for purpose in
+                          ("raw", "raw-headers", "relay")}  # fmt: skip
+                for purpose in ("raw", "raw-headers"):
+                    await ensure_topic(broker.servers, topics[purpose], args.partitions, 1)
+
+                cpu = broker.cpu_seconds()
+                raw_seconds = await raw_produce(broker, topics["raw"], events, args.batch)
+                raw_broker_cpu = broker.cpu_seconds() - cpu
+                await check_topic(broker, topics["raw"], args.events)
+
+                headers = [
+                    [(name, value.encode()) for name, value in cloudevent_headers(event).items()]
+                    for event in events
+                ]
+                headers_seconds = await raw_produce(
+                    broker, topics["raw-headers"], events, args.batch, headers
+                )
+                await check_topic(broker, topics["raw-headers"], args.events)
+                del events, headers
+
+                cpu, process_cpu = broker.cpu_seconds(), time.process_time()
+                relay_seconds, publish_seconds, connect_seconds = await real_relay(
+                    space, broker, topics["relay"], args.events, args.batch, args.partitions
+                )
+                relay_broker_cpu = broker.cpu_seconds() - cpu
+                relay_process_cpu = time.process_time() - process_cpu
+                pending = await conn.fetchval(_PENDING_COUNT)
+                if pending != 0:
+                    raise RuntimeError(f"{pending} events still queued after the relay")
+                await check_topic(broker, topics["relay"], args.events)
+                show_text("records in each topic", f"{args.events:,} (counted to high watermarks)")
+            finally:
+                await conn.close()
+    show_load("at end")
+    raw_rate = args.events / raw_seconds
+    headers_rate = args.events / headers_seconds
+    relay_rate = args.events / relay_seconds
+    show("raw aiokafka produce", raw_rate, "msgs/s", 0)
+    show("  broker (Tansu) CPU meanwhile", raw_broker_cpu, "s", 2)
+    show("raw aiokafka produce with ce_ headers", headers_rate, "msgs/s", 0)
+    show("relay (create_relay)", relay_rate, "events/s", 0)
+    show("  of which connecting (topic, producer)", connect_seconds, "s", 2)
+    show("  of which in publish (FastStream, aiokafka)", publish_seconds, "s", 2)
+    show(
+        "  of which elsewhere (PostgreSQL, loop)",
+        relay_seconds - publish_seconds - connect_seconds,
+        "s",
+        2,
+    )
+    show("  this process's CPU meanwhile", relay_process_cpu, "s", 2)
+    show("  broker (Tansu) CPU meanwhile", relay_broker_cpu, "s", 2)
+    show_ratio("ratio raw with headers / raw", headers_rate / raw_rate)
+    ratio: float = relay_rate / raw_rate
+    show_ratio("ratio relay / raw produce", ratio, f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+    return ratio
+
+
+def parse_args() -> argparse.Namespace:
+    """This benchmark's options."""
+    parser = make_parser(__doc__ or "")
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="pending events (default: 100000)"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        help="rows per transaction and sends per gather (default: 1000)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=6, help="partitions of each topic (default: 6)"
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    setup_process()
+    asyncio.run(main(parse_args()))
