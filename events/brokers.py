@@ -22,6 +22,8 @@ def broker_kind(url: str) -> BrokerKind:
 
 def kafka_servers(url: str) -> list[str]:
     """The bootstrap servers of a `kafka://host:port[,host:port]` URL."""
+    if not url.startswith(KAFKA_SCHEME):
+        raise ValueError("a Kafka URL starts with kafka://")
     hosts = url.removeprefix(KAFKA_SCHEME).rstrip("/")
     servers = [server.strip() for server in hosts.split(",") if server.strip()]
     if not servers or any(":" not in server for server in servers):
