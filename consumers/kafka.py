@@ -7,7 +7,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.base import ProjectionConsumer, parse_envelopes
+from consumers.base import ProjectionConsumer
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from events.brokers import ensure_topic, kafka_servers
@@ -59,4 +59,4 @@ class KafkaTopicConsumer(ProjectionConsumer):
         await self.broker.stop()
 
     async def _handle(self, body: list[Any]) -> None:
-        await self.apply(parse_envelopes(body))
+        await self.handle(body)

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.base import ProjectionConsumer, parse_envelopes
+from consumers.base import ProjectionConsumer
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from events.wire import BROKER_LOGGER, STREAM_FIELD, CloudEventJSONFormat
@@ -53,7 +53,7 @@ class RedisStreamConsumer(ProjectionConsumer):
         await self.broker.stop()
 
     async def _handle(self, body: list[Any]) -> None:
-        await self.apply(parse_envelopes(body))
+        await self.handle(body)
 
     async def _ensure_group(self, client: Redis) -> None:
         # Created here rather than by FastStream, which creates groups at `$`: a group made
@@ -78,8 +78,9 @@ class RedisStreamConsumer(ProjectionConsumer):
             entries = reply[0][1] if reply else []
             if not entries:
                 return
-            await self.apply(
-                parse_envelopes([fields.get(STREAM_FIELD.encode()) for _, fields in entries])
+            await self.handle(
+                [fields.get(STREAM_FIELD.encode(), b"") for _, fields in entries],
+                [entry_id.decode() for entry_id, _ in entries],
             )
             await client.xack(
                 self.settings.stream, self.group, *[entry_id for entry_id, _ in entries]

@@ -34,6 +34,9 @@ class ConsumerSettings(BaseSettings):
     # independent copy of the projection on the same stream (a second deployment, a test).
     consumer_group: str | None = Field(default=None, min_length=1)
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Attempts at an event that keeps failing (not a database outage) before it goes to the
+    # dead-letter stream and the consumer moves on.
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     # Where a consumer group that does not exist yet starts: the whole history, or only new.
     consumer_start: Literal["beginning", "end"] = "beginning"
     # Kafka only: the topic is created with these if the consumer starts before the relay.

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.app import create_consumer_app
 from consumers.base import ProjectionConsumer
+from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, Event, UserDeleted, UserRegistered, to_envelope
@@ -164,7 +165,7 @@ async def test_entries_left_unacknowledged_by_a_crash_are_applied_at_restart(
     "garbage",
     [b"not json", b'{"json": "but not an envelope"}', b"[1, 2]", b'{"specversion": "1.0"}'],
 )
-async def test_an_entry_that_is_not_an_event_is_skipped_and_acknowledged(
+async def test_a_message_that_is_not_an_event_goes_to_the_dead_letters(
     consumer: ProjectionConsumer,
     consumer_settings: ConsumerSettings,
     engine: AsyncEngine,
@@ -178,6 +179,59 @@ async def test_an_entry_that_is_not_an_event_is_skipped_and_acknowledged(
 
     await eventually(erin_applied)
     await eventually(lambda: _zero(pending(consumer_settings)))
+    letters = await dead_letters(consumer_settings)
+    assert len(letters) == 1
+    assert letters[0].payload == garbage
+    assert "not an event" in letters[0].error
+
+
+async def dead_letters(settings: ConsumerSettings) -> list[DeadLetter]:
+    """What the consumer put in the dead-letter stream or topic."""
+    queue = dead_letters_for(settings.broker_url, settings.stream)
+    try:
+        return [letter async for letter in queue.read()]
+    finally:
+        await queue.close()
+
+
+class PoisonedProjection(ProfileProjection):
+    """Fails on one username every time, as a handler bug or a bad event would."""
+
+    def __init__(self, poison: str) -> None:
+        self.poison = poison
+        self.attempts = 0
+
+    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+        if envelope.data.get("username") == self.poison:
+            self.attempts += 1
+            raise ValueError("this event breaks the handler")
+        await super().apply(conn, event, envelope)
+
+
+async def test_a_poison_event_is_dead_lettered_after_its_attempts_and_the_rest_applies(
+    consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    settings = consumer_settings.model_copy(update={"consumer_max_attempts": 3})
+    projection = PoisonedProjection("poison")
+    consumer = create_consumer_app(settings, projection)
+    await consumer.start()
+    try:
+        events = [registered("before"), registered("poison"), registered("after")]
+        await xadd(settings.broker_url, settings.stream, events)
+
+        async def settled() -> bool:
+            names = sorted(row[1] for row in await profiles(engine))
+            return names == ["after", "before"] and consumer.dead_lettered == 1
+
+        await eventually(settled, timeout=20)
+        await eventually(lambda: _zero(pending(settings)))
+    finally:
+        await consumer.stop()
+    assert projection.attempts >= 3
+    [letter] = await dead_letters(settings)
+    assert "failed 3 times" in letter.error
+    assert "this event breaks the handler" in letter.error
+    assert letter.group == settings.consumer_group
 
 
 async def test_an_unknown_event_type_is_skipped_and_later_events_still_apply(

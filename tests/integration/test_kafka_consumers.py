@@ -12,7 +12,6 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.app import create_consumer_app
-from consumers.base import parse_envelopes
 from consumers.kafka import KafkaTopicConsumer
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
@@ -43,7 +42,7 @@ class CrashingBeforeCommit(KafkaTopicConsumer):
     crashed = False
 
     async def _handle(self, body: list[Any]) -> None:
-        await self.apply(parse_envelopes(body))
+        await self.handle(body)
         if not self.crashed:
             self.crashed = True
             raise RuntimeError("killed between the apply and the offset commit")
