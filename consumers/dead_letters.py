@@ -6,6 +6,7 @@ original body, the error, the consumer group and where the message came from.
 every group receives them again (and those that had applied them absorb the duplicate).
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -159,10 +160,15 @@ class KafkaDeadLetters:
         await consumer.start()
         count = 0
         try:
-            await consumer.getmany(timeout_ms=100)  # joins the group and gets partitions
-            async for records in read_to_high_watermarks(
-                consumer, list(consumer.assignment()), 500
-            ):
+            assigned = await _joined(consumer)
+            # Back to where the last retry stopped: whatever the join fetched is read again.
+            for tp in assigned:
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+            async for records in read_to_high_watermarks(consumer, assigned, 500):
                 for record in records:
                     letter = _kafka_letter(record)
                     if letter_ids is None or letter.letter_id in letter_ids:
@@ -207,6 +213,16 @@ class KafkaDeadLetters:
                     yield record
         finally:
             await consumer.stop()
+
+
+async def _joined(consumer: Any, timeout: float = 60.0) -> list[Any]:
+    # A group member has no partitions until the group's join completes (seconds).
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not consumer.assignment():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("no partitions assigned to the dead-letter retry group")
+        await consumer.getmany(timeout_ms=200)
+    return list(consumer.assignment())
 
 
 def dead_letters_for(broker_url: str, stream: str) -> DeadLetterQueue:

@@ -17,10 +17,11 @@ from auth.domain.errors import AuthError
 from auth.migrations import upgrade
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings, DatabaseSettings
+from consumers.dead_letters import dead_letters_for
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
-from events import DEFAULT_STREAM, json_schemas
+from events import DEFAULT_STREAM, dead_letter_stream, json_schemas
 from events.brokers import ensure_topic, kafka_servers
 from events.wire import BROKER_LOGGER
 from producers.settings import RelaySettings
@@ -37,10 +38,12 @@ users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help
 app.add_typer(users_app, name="users")
 kafka_app = typer.Typer(help="The Kafka topic.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+dlq_app = typer.Typer(help="Dead letters: messages consumers gave up on.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 
 class TopicSettings(BaseSettings):
-    """Where the events go on Kafka, and how the topic is laid out."""
+    """Where the events are (a stream or topic), and how a Kafka topic is laid out."""
 
     model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
 
@@ -190,6 +193,50 @@ def kafka_init() -> None:
     )
     state = "created" if created else "already exists:"
     typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """Show the dead letters: where each came from, which group gave up, and why."""
+    settings = TopicSettings()
+
+    async def show() -> int:
+        queue = dead_letters_for(settings.broker_url, settings.stream)
+        count = 0
+        try:
+            async for letter in queue.read():
+                count += 1
+                typer.echo(
+                    f"{letter.letter_id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  "
+                    f"group={letter.group}  origin={letter.origin or '-'}\n"
+                    f"    error: {letter.error}\n"
+                    f"    body: {letter.payload[:300].decode('utf-8', 'replace')}"
+                )
+        finally:
+            await queue.close()
+        return count
+
+    count = asyncio.run(show())
+    typer.echo(f"{count} dead letter(s) in {dead_letter_stream(settings.stream)}")
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    letter_ids: Annotated[
+        list[str] | None, typer.Argument(help="ids from `dlq list`; none: all of them")
+    ] = None,
+) -> None:
+    """Put dead letters back on the stream, for every consumer group to receive again."""
+    settings = TopicSettings()
+
+    async def retry() -> int:
+        queue = dead_letters_for(settings.broker_url, settings.stream)
+        try:
+            return await queue.retry(letter_ids or None)
+        finally:
+            await queue.close()
+
+    typer.echo(f"put {asyncio.run(retry())} dead letter(s) back on {settings.stream}")
 
 
 @events_app.command("schema")

@@ -2,9 +2,12 @@
 
 from consumers.errors import UnknownProjectionError
 from consumers.projection import Projection
+from downstream_examples.audit.projection import AuditProjection
 from downstream_examples.profiles.projection import ProfileProjection
 
-PROJECTIONS: dict[str, type[Projection]] = {ProfileProjection.name: ProfileProjection}
+PROJECTIONS: dict[str, type[Projection]] = {
+    projection.name: projection for projection in (ProfileProjection, AuditProjection)
+}
 
 
 def projection_named(name: str) -> Projection:

@@ -3,14 +3,20 @@
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
+from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.settings import ConsumerSettings
 from events import EVENT_TYPES
+from events.brokers import kafka_servers
 from tests.integration.test_relay import write_history
 from userbus.cli import app, main
 
@@ -139,3 +145,53 @@ def test_kafka_init_creates_the_topic_once(kafka_url: str) -> None:
         app, ["kafka", "init"], env={"USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0"}
     )
     assert not_kafka.exit_code == 2
+
+
+async def test_dlq_list_and_retry_put_dead_letters_back_on_the_stream(
+    broker_url: str, stream: str
+) -> None:
+    queue = dead_letters_for(broker_url, stream)
+    await queue.send(
+        [
+            DeadLetter(b'{"first": 1}', "boom", "profiles", "1-0"),
+            DeadLetter(b'{"second": 2}', "bang", "audit", "2-0"),
+        ]
+    )
+    await queue.close()
+    env = {"USERBUS_BROKER_URL": broker_url, "USERBUS_STREAM": stream}
+
+    listing = await asyncio.to_thread(CliRunner().invoke, app, ["dlq", "list"], env=env)
+    assert listing.exit_code == 0, listing.output
+    assert "2 dead letter(s)" in listing.output
+    assert "error: boom" in listing.output
+    assert "group=audit" in listing.output
+    lines = listing.output.splitlines()
+    first_id = lines[lines.index("    error: boom") - 1].split()[0]
+
+    retried = await asyncio.to_thread(CliRunner().invoke, app, ["dlq", "retry", first_id], env=env)
+    assert retried.exit_code == 0, retried.output
+    assert "put 1 dead letter(s) back" in retried.output
+    bodies = [json.dumps(e) async for e in _raw_bodies(broker_url, stream)]
+    assert bodies == ['{"first": 1}']
+    rest = await asyncio.to_thread(CliRunner().invoke, app, ["dlq", "retry"], env=env)
+    assert "put 1 dead letter(s) back" in rest.output
+    again = await asyncio.to_thread(CliRunner().invoke, app, ["dlq", "retry"], env=env)
+    assert "put 0 dead letter(s) back" in again.output  # each letter is retried once
+
+
+async def _raw_bodies(broker_url: str, stream: str) -> AsyncIterator[Any]:
+    if broker_url.startswith("redis"):
+        client = redis.Redis.from_url(broker_url)
+        for _, fields in await client.xrange(stream):
+            yield json.loads(fields[b"__data__"])
+        await client.aclose()
+        return
+    consumer = AIOKafkaConsumer(stream, bootstrap_servers=kafka_servers(broker_url),
+                                auto_offset_reset="earliest", group_id=None)  # fmt: skip
+    await consumer.start()
+    try:
+        for records in (await consumer.getmany(timeout_ms=3000)).values():
+            for record in records:
+                yield json.loads(record.value)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,57 @@
+"""AuditProjection: every event of every user, appended to `audit.events` and never changed."""
+
+from typing import ClassVar
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from consumers.projection import Projection
+from downstream_examples.audit.tables import (
+    REFUSE_CHANGE_FUNCTION,
+    REFUSE_CHANGE_TRIGGER,
+    SCHEMA,
+    audit_events,
+    metadata,
+)
+from events import EVENT_TYPES, Envelope, Event
+
+# Serialises table and trigger creation between processes starting at the same time
+# (two concurrent CREATE OR REPLACE FUNCTION can fail with "tuple concurrently updated").
+_SETUP_LOCK = "SELECT pg_advisory_xact_lock(hashtext('userbus.audit.create_tables'))"
+
+
+class AuditProjection(Projection):
+    """Appends each event, as delivered, to `audit.events`.
+
+    It handles every type of the contract it was built with. A type newer than that
+    contract never reaches `apply` (the applier acknowledges it with a warning), so it is
+    missing from the log until this service is upgraded and replayed from the event log.
+    """
+
+    name: ClassVar[str] = SCHEMA
+    handles: ClassVar[frozenset[type[Event]]] = frozenset(EVENT_TYPES.values())
+    metadata = metadata
+
+    async def create_tables(self, conn: AsyncConnection) -> None:
+        """Create the schema and table, then the trigger that refuses UPDATE and DELETE."""
+        await conn.execute(text(_SETUP_LOCK))
+        await super().create_tables(conn)
+        await conn.execute(text(REFUSE_CHANGE_FUNCTION))
+        await conn.execute(text(REFUSE_CHANGE_TRIGGER))
+
+    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+        """Append the event; one already recorded (same id) is left as it is."""
+        await conn.execute(
+            insert(audit_events)
+            .values(
+                event_id=envelope.id,
+                user_id=envelope.user_id,
+                sequence=envelope.sequence,
+                type=envelope.type,
+                occurred_at=envelope.time,
+                source=envelope.source,
+                data=envelope.data,
+            )
+            .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
+        )

@@ -1,0 +1,1 @@
+"""The lazy directory: members learned from verified tokens first, corrected by events later."""

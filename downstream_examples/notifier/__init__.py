@@ -1,0 +1,1 @@
+"""The notifier service: a welcome mail on registration, a notice on a password change."""

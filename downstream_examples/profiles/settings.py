@@ -1,0 +1,19 @@
+"""Settings of the profile read API, read from USERBUS_* environment variables."""
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumers.settings import sqlalchemy_url
+
+
+class ProfilesSettings(BaseSettings):
+    """Everything the profile read API is configured by; built once in main and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL URL of the profile projection's database")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        return sqlalchemy_url(value)
