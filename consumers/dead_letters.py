@@ -114,8 +114,10 @@ class RedisDeadLetters:
 class KafkaDeadLetters:
     """Dead letters in the Kafka topic `<topic>.dlq`.
 
-    Kafka cannot delete a record: `retry` re-publishes the letters and remembers how far it
-    got in the consumer group `userbus-dlq-retry`, so each letter is retried once.
+    Kafka cannot delete a record: retrying all letters re-publishes them and remembers how
+    far it got in the consumer group `userbus-dlq-retry`, so each is retried once. Retrying
+    chosen letters re-publishes just those and leaves that mark where it was, so a later
+    full retry sends them again (consumers absorb the duplicate) rather than skip others.
     """
 
     RETRY_GROUP = "userbus-dlq-retry"
@@ -174,7 +176,8 @@ class KafkaDeadLetters:
                     if letter_ids is None or letter.letter_id in letter_ids:
                         await producer.send_and_wait(self._topic, letter.payload, key=record.key)
                         count += 1
-            await consumer.commit()
+            if letter_ids is None:
+                await consumer.commit()
         finally:
             await consumer.stop()
         return count

@@ -100,7 +100,7 @@ class JwksVerifier:
         except jwt.PyJWTError as exc:
             raise TokenRejectedError("the token is not a JWT") from exc
         alg, kid = header.get("alg"), header.get("kid")
-        if alg not in self._algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise TokenRejectedError(f"the algorithm {alg!r} is not accepted")
         if not isinstance(kid, str):
             raise TokenRejectedError("the token names no signing key (kid)")

@@ -63,7 +63,7 @@ class NotifierProjection(Projection):
                 await conn.execute(delete(recipients).where(recipients.c.user_id == event.user_id))
                 await conn.execute(delete(outgoing).where(outgoing.c.user_id == event.user_id))
 
-    async def _unused_reset(self, conn: AsyncConnection) -> None:
+    async def reset(self, conn: AsyncConnection) -> None:
         """Empty the recipients only: `outgoing` records mails owed and sent, not a view.
 
         Truncating it would make a replay owe (and send) every mail of the history again;

@@ -404,6 +404,14 @@ async def test_a_token_that_is_not_a_jwt_is_rejected(verifier: JwksVerifier, tok
     await rejection(verifier, token)
 
 
+@pytest.mark.parametrize("alg", [["EdDSA"], {"EdDSA": 1}, None, 1])
+async def test_a_header_whose_alg_is_not_a_string_is_rejected(
+    verifier: JwksVerifier, key: SigningKey, alg: Any
+) -> None:
+    token = forge({"alg": alg, "kid": key.kid}, payload(key.sign()))
+    assert "not accepted" in await rejection(verifier, token)
+
+
 async def test_a_token_without_a_kid_is_rejected(verifier: JwksVerifier, key: SigningKey) -> None:
     token = jwt.encode(payload(key.sign()), key.private, algorithm="EdDSA")
     assert "kid" in await rejection(verifier, token)
