@@ -37,6 +37,8 @@ class ConsumerSettings(BaseSettings):
     # Attempts at an event that keeps failing (not a database outage) before it goes to the
     # dead-letter stream and the consumer moves on.
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    # Redis only: an entry pending this long (its consumer died) is claimed by a live one.
+    consumer_claim_idle_ms: int = Field(default=60_000, ge=100)
     # Where a consumer group that does not exist yet starts: the whole history, or only new.
     consumer_start: Literal["beginning", "end"] = "beginning"
     # Kafka only: the topic is created with these if the consumer starts before the relay.

@@ -3,10 +3,12 @@
 from consumers.errors import UnknownProjectionError
 from consumers.projection import Projection
 from downstream_examples.audit.projection import AuditProjection
+from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.profiles.projection import ProfileProjection
 
 PROJECTIONS: dict[str, type[Projection]] = {
-    projection.name: projection for projection in (ProfileProjection, AuditProjection)
+    projection.name: projection
+    for projection in (ProfileProjection, AuditProjection, NotifierProjection)
 }
 
 

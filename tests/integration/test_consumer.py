@@ -286,3 +286,35 @@ async def test_a_database_outage_is_retried_in_place_and_loses_nothing(
         assert projection.failures == 0
     finally:
         await consumer.stop()
+
+
+async def test_entries_a_dead_member_left_pending_are_claimed_by_a_live_one(
+    isolated_database_url: str, redis_url: str, stream: str, engine: AsyncEngine
+) -> None:
+    # Redis Streams only (on Kafka a dead member's partitions move to the live ones).
+    settings = ConsumerSettings(
+        database_url=isolated_database_url,
+        broker_url=redis_url,
+        stream=stream,
+        consumer_name="survivor",
+        consumer_claim_idle_ms=300,
+    )
+    first = create_consumer_app(settings, ProfileProjection())
+    await first.start()  # creates the group and the tables
+    await first.stop()
+    await xadd(redis_url, stream, [registered("stranded")])
+    client = redis.Redis.from_url(redis_url)
+    # Another member takes the entry and dies before acknowledging it.
+    await client.xreadgroup("profiles", "dead-member", {stream: ">"})
+    await client.aclose()
+    survivor = create_consumer_app(settings, ProfileProjection())
+    await survivor.start()
+    try:
+
+        async def claimed() -> bool:
+            return [row[1] for row in await profiles(engine)] == ["stranded"]
+
+        await eventually(claimed, timeout=10)
+        await eventually(lambda: _zero(pending(settings)))
+    finally:
+        await survivor.stop()
