@@ -78,9 +78,7 @@ async def count_records(servers: list[str], topic: str) -> int:
 
     Counted by reading rather than from ListOffsets, whose end offsets Tansu gets wrong.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers, enable_auto_commit=False, group_id=None
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         await consumer.topics()

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from _common import Scratch, make_parser, scratch, setup_process, show, show_load, show_ratio
-from _common import show_text
+from _common import (
+    Scratch,
+    make_parser,
+    scratch,
+    setup_process,
+    show,
+    show_load,
+    show_ratio,
+    show_text,
+)
 from _tansu import Tansu, tansu
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
@@ -297,7 +305,9 @@ def parse_args() -> argparse.Namespace:
         "targets are checked against (default: %(default)s)",
     )
     parser.add_argument(
-        "--brokers", default="redis,kafka", help="brokers to run, comma-separated (default: %(default)s)"
+        "--brokers",
+        default="redis,kafka",
+        help="brokers to run, comma-separated (default: %(default)s)",
     )
     parser.add_argument(
         "--partitions", type=int, default=6, help="partitions of each topic (default: 6)"

@@ -7,8 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from _common import Scratch, make_parser, scratch, setup_process, show, show_load, show_ratio
-from _common import show_text
+from _common import (
+    Scratch,
+    make_parser,
+    scratch,
+    setup_process,
+    show,
+    show_load,
+    show_ratio,
+    show_text,
+)
 from _tansu import Tansu, count_records, tansu
 from aiokafka import AIOKafkaProducer
 from relay import TimedPublisher, fill_outbox

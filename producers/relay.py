@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from producers.broker import EventPublisher, PendingEvent
+from producers.settings import asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -173,3 +174,13 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) ->
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def relay_backlog(database_url: str) -> int:
+    """How many committed events wait in the outbox queue for the relay."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM auth.outbox_pending")
+        return count
+    finally:
+        await conn.close()

@@ -21,9 +21,11 @@ from consumers.dead_letters import dead_letters_for
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
+from consumers.status import StreamStatus, stream_status
 from events import DEFAULT_STREAM, dead_letter_stream, json_schemas
 from events.brokers import ensure_topic, kafka_servers
 from events.wire import BROKER_LOGGER
+from producers.relay import relay_backlog
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.projections import PROJECTIONS, projection_named
@@ -49,6 +51,8 @@ class TopicSettings(BaseSettings):
 
     broker_url: str
     stream: str = DEFAULT_STREAM
+    # `userbus status` also reports the relay's backlog when it knows the auth database.
+    database_url: str | None = None
     kafka_partitions: int = Field(default=6, ge=1, le=10_000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
 
@@ -193,6 +197,26 @@ def kafka_init() -> None:
     )
     state = "created" if created else "already exists:"
     typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
+
+
+@app.command()
+def status() -> None:
+    """How far behind each consumer group is, the relay's backlog, and the dead letters."""
+    settings = TopicSettings()
+    database_url = settings.database_url
+
+    async def gather() -> tuple[StreamStatus, int | None]:
+        found = await stream_status(settings.broker_url, settings.stream, list(PROJECTIONS))
+        return found, await relay_backlog(database_url) if database_url else None
+
+    found, backlog = asyncio.run(gather())
+    typer.echo(f"stream {found.stream}: {found.length} messages")
+    if backlog is not None:
+        typer.echo(f"relay: {backlog} committed events not yet published")
+    for lag in found.groups:
+        behind = "?" if lag.behind is None else str(lag.behind)
+        typer.echo(f"group {lag.group}: {behind} behind, {lag.unacknowledged} unacknowledged")
+    typer.echo(f"dead letters: {found.dead_letters} in {dead_letter_stream(found.stream)}")
 
 
 @dlq_app.command("list")

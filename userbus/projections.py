@@ -3,12 +3,13 @@
 from consumers.errors import UnknownProjectionError
 from consumers.projection import Projection
 from downstream_examples.audit.projection import AuditProjection
+from downstream_examples.lazy_directory.projection import DirectoryProjection
 from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.profiles.projection import ProfileProjection
 
 PROJECTIONS: dict[str, type[Projection]] = {
     projection.name: projection
-    for projection in (ProfileProjection, AuditProjection, NotifierProjection)
+    for projection in (ProfileProjection, AuditProjection, NotifierProjection, DirectoryProjection)
 }
 
 

@@ -13,10 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
+from consumers.app import create_consumer_app
 from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.settings import ConsumerSettings
+from downstream_examples.profiles.projection import ProfileProjection
 from events import EVENT_TYPES
 from events.brokers import kafka_servers
+from producers.settings import RelaySettings
 from tests.integration.test_relay import write_history
 from userbus.cli import app, main
 
@@ -197,3 +200,24 @@ async def _raw_bodies(broker_url: str, stream: str) -> AsyncIterator[Any]:
                 yield json.loads(record.value)
     finally:
         await consumer.stop()
+
+
+async def test_status_reports_groups_backlog_and_dead_letters(
+    consumer_settings: ConsumerSettings, relay_settings: RelaySettings, engine: AsyncEngine
+) -> None:
+    await write_history(engine, users=2, changes=0)  # queued, no relay running: a backlog
+    consumer = create_consumer_app(
+        consumer_settings.model_copy(update={"consumer_group": "profiles"}), ProfileProjection()
+    )
+    await consumer.start()
+    await consumer.stop()
+    env = {
+        "USERBUS_BROKER_URL": consumer_settings.broker_url,
+        "USERBUS_STREAM": consumer_settings.stream,
+        "USERBUS_DATABASE_URL": relay_settings.database_url,
+    }
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["status"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "relay: 2 committed events not yet published" in result.output
+    assert "group profiles:" in result.output
+    assert "dead letters: 0" in result.output
