@@ -1,5 +1,6 @@
 """The consumer toolkit on real Redis and PostgreSQL: exactly-once effect, crashes, bad input."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -318,3 +319,28 @@ async def test_entries_a_dead_member_left_pending_are_claimed_by_a_live_one(
         await eventually(lambda: _zero(pending(settings)))
     finally:
         await survivor.stop()
+
+
+class SlowProjection(ProfileProjection):
+    """Takes its time over each event, so that a stop arrives mid-batch."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+        self.entered.set()
+        await asyncio.sleep(0.5)
+        await super().apply(conn, event, envelope)
+
+
+async def test_stopping_finishes_the_batch_in_hand_and_acknowledges_it(
+    consumer_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    projection = SlowProjection()
+    consumer = create_consumer_app(consumer_settings, projection)
+    await consumer.start()
+    await xadd(consumer_settings.broker_url, consumer_settings.stream, [registered("slowpoke")])
+    await asyncio.wait_for(projection.entered.wait(), timeout=20)
+    await consumer.stop()  # as on SIGTERM: while the handler is in the middle of the batch
+    assert [row[1] for row in await profiles(engine)] == ["slowpoke"]
+    assert await pending(consumer_settings) == 0
