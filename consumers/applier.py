@@ -86,8 +86,12 @@ class ProjectionApplier:
                 event = event_from_envelope(envelope)
             except UnknownEventTypeError as exc:
                 # A newer producer: acknowledge and move on, never break on it.
-                logger.warning("%s: skipping %s", self.projection.name, exc)
-                outcome.skipped += 1
+                if self.projection.keeps_unknown_types:
+                    await self.projection.apply_unknown(conn, envelope)
+                    outcome.applied += 1
+                else:
+                    logger.warning("%s: skipping %s", self.projection.name, exc)
+                    outcome.skipped += 1
             except MalformedEventError as exc:
                 outcome.rejected.append((envelope, exc.reason))
                 continue

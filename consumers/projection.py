@@ -21,10 +21,17 @@ class Projection(ABC):
     name: ClassVar[str]
     handles: ClassVar[frozenset[type[Event]]]
     metadata: ClassVar[MetaData]
+    # A projection that keeps every event as it came (an audit log) also gets event types
+    # newer than its contract, through `apply_unknown`; the others skip them with a warning.
+    keeps_unknown_types: ClassVar[bool] = False
 
     @abstractmethod
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Change the view for one event of a handled type."""
+
+    async def apply_unknown(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        """Record an event of a type this contract does not know (only if keeps_unknown_types)."""
+        raise NotImplementedError(f"{self.name} does not keep unknown event types")
 
     async def create_tables(self, conn: AsyncConnection) -> None:
         """Create the schema and tables if they do not exist."""

@@ -24,14 +24,14 @@ _SETUP_LOCK = "SELECT pg_advisory_xact_lock(hashtext('userbus.audit.create_table
 class AuditProjection(Projection):
     """Appends each event, as delivered, to `audit.events`.
 
-    It handles every type of the contract it was built with. A type newer than that
-    contract never reaches `apply` (the applier acknowledges it with a warning), so it is
-    missing from the log until this service is upgraded and replayed from the event log.
+    It handles every type of the contract it was built with, and keeps types newer than
+    that contract too, as delivered: an audit log must not have holes.
     """
 
     name: ClassVar[str] = SCHEMA
     handles: ClassVar[frozenset[type[Event]]] = frozenset(EVENT_TYPES.values())
     metadata = metadata
+    keeps_unknown_types: ClassVar[bool] = True
 
     async def create_tables(self, conn: AsyncConnection) -> None:
         """Create the schema and table, then the trigger that refuses UPDATE and DELETE."""
@@ -42,6 +42,10 @@ class AuditProjection(Projection):
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Append the event; one already recorded (same id) is left as it is."""
+        await self.apply_unknown(conn, envelope)
+
+    async def apply_unknown(self, conn: AsyncConnection, envelope: Envelope) -> None:
+        """Append an event of any type, as delivered."""
         await conn.execute(
             insert(audit_events)
             .values(
