@@ -1,12 +1,14 @@
 """Access-token verifications/s on one core, as a downstream service does it from a cached JWKS."""
 
 import argparse
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import jwt
 from _common import setup_process, show, show_load, show_ratio, show_text
 
@@ -19,10 +21,18 @@ from auth.security.tokens import (
     load_signing_key,
 )
 from auth.settings import AuthSettings
+from consumers.jwks import REQUIRED_CLAIMS, JwksVerifier
 
 ISSUER = AUDIENCE = "userbus"
-REQUIRED = ["exp", "iat", "sub", "iss", "aud", "jti"]
-Verify = Callable[[str], dict[str, Any]]
+JWKS_URL = "http://auth.invalid/.well-known/jwks.json"
+# Verifies a slice of tokens, raising on the first it rejects.
+VerifySlice = Callable[[list[str]], None]
+
+PLAIN = "PyJWT: PyJWK by kid, jwt.decode"
+VERIFIER = "JwksVerifier.verify (consumers/jwks.py)"
+RAW = "raw jwt.decode (same key object)"
+SIGNATURE = "bare signature check"
+SERVICE = "TokenService.verify (the API's own)"
 
 
 def token_service(algorithm: Algorithm) -> TokenService:
@@ -55,119 +65,126 @@ def tokens(service: TokenService, count: int) -> list[str]:
     return issued
 
 
-def downstream_verifier(jwks: dict[str, Any]) -> Verify:
-    """What a downstream service does per request: pick the cached JWK by `kid`, then decode
-    with its algorithm only, checking audience, issuer, expiry and the required claims."""
-    keys = jwt.PyJWKSet.from_dict(jwks)
-    by_kid = {key.key_id: key for key in keys.keys}
+def plain_pyjwt(jwks: dict[str, Any]) -> VerifySlice:
+    """A downstream service with PyJWT alone: the cached JWK named by the token's `kid`, then
+    jwt.decode with that key's algorithm only, checking audience, issuer, expiry and claims."""
+    by_kid = {key.key_id: key for key in jwt.PyJWKSet.from_dict(jwks).keys}
 
-    def verify(token: str) -> dict[str, Any]:
-        key = by_kid[jwt.get_unverified_header(token)["kid"]]
-        return jwt.decode(
-            token,
-            key,
-            algorithms=[key.algorithm_name],
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            leeway=LEEWAY,
-            options={"require": REQUIRED},
-        )
+    def verify(issued: list[str]) -> None:
+        for token in issued:
+            key = by_kid[jwt.get_unverified_header(token)["kid"]]
+            jwt.decode(
+                token,
+                key,
+                algorithms=[key.algorithm_name],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=LEEWAY,
+                options={"require": REQUIRED_CLAIMS},
+            )
 
     return verify
 
 
-def raw_verifier(jwks: dict[str, Any]) -> Verify:
+def jwks_verifier(jwks: dict[str, Any], loop: asyncio.AbstractEventLoop) -> VerifySlice:
+    """The toolkit's JwksVerifier, its key set fetched once (from a stub) and then cached."""
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json=jwks))
+    )
+    verifier = JwksVerifier(JWKS_URL, issuer=ISSUER, audience=AUDIENCE, http=http)
+
+    async def verify_all(issued: list[str]) -> None:
+        for token in issued:
+            await verifier.verify(token)
+
+    def verify(issued: list[str]) -> None:
+        loop.run_until_complete(verify_all(issued))
+
+    return verify
+
+
+def raw_decode(jwks: dict[str, Any]) -> VerifySlice:
     """The baseline: jwt.decode with the same key object and checks, no header or key lookup."""
     key = jwt.PyJWKSet.from_dict(jwks).keys[0]
     algorithms = [key.algorithm_name]
 
-    def verify(token: str) -> dict[str, Any]:
-        return jwt.decode(
-            token,
-            key.key,
-            algorithms=algorithms,
-            audience=AUDIENCE,
-            issuer=ISSUER,
-            leeway=LEEWAY,
-            options={"require": REQUIRED},
-        )
+    def verify(issued: list[str]) -> None:
+        for token in issued:
+            jwt.decode(
+                token,
+                key.key,
+                algorithms=algorithms,
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=LEEWAY,
+                options={"require": REQUIRED_CLAIMS},
+            )
 
     return verify
 
 
-def signature_verifier(jwks: dict[str, Any]) -> Verify:
-    """The floor: the bare signature check of the `cryptography` key, no JWT parsing at all."""
+def bare_signature(jwks: dict[str, Any]) -> VerifySlice:
+    """The floor: the `cryptography` signature check alone, no JWT parsing or claims."""
     key = jwt.PyJWKSet.from_dict(jwks).keys[0]
     algorithm = key.Algorithm
 
-    def verify(token: str) -> dict[str, Any]:
-        signing_input, _, signature = token.encode().rpartition(b".")
-        if not algorithm.verify(signing_input, key.key, jwt.utils.base64url_decode(signature)):
-            raise jwt.InvalidSignatureError("bad signature")
-        return {}
+    def verify(issued: list[str]) -> None:
+        for token in issued:
+            signing_input, _, signature = token.encode().rpartition(b".")
+            if not algorithm.verify(signing_input, key.key, jwt.utils.base64url_decode(signature)):
+                raise jwt.InvalidSignatureError("bad signature")
 
     return verify
 
 
-def service_verifier(service: TokenService) -> Verify:
-    """The auth service's own check (TokenService.verify), for comparison."""
+def token_service_verify(service: TokenService) -> VerifySlice:
+    """The auth service's own check, which every authenticated request to the API makes."""
 
-    def verify(token: str) -> dict[str, Any]:
-        principal = service.verify(token)
-        return {"sub": principal.user_id}
+    def verify(issued: list[str]) -> None:
+        for token in issued:
+            service.verify(token)
 
     return verify
 
 
-def seconds(verify: Verify, issued: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds (this thread's) to verify every token once."""
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    for token in issued:
-        verify(token)
-    return time.perf_counter() - started, time.thread_time() - cpu_started
-
-
-def measure(algorithm: Algorithm, args: argparse.Namespace) -> None:
-    """Alternate turns of each way of verifying; print each one's rate and the ratios."""
+def measure(
+    algorithm: Algorithm, args: argparse.Namespace, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Alternate slices of tokens between the ways of verifying; print rates and ratios."""
     service = token_service(algorithm)
-    jwks = service.jwks()  # what GET /.well-known/jwks.json answers, fetched once and cached
+    jwks = service.jwks()  # what GET /.well-known/jwks.json answers
     issued = tokens(service, args.tokens)
-    ways: dict[str, Verify] = {
-        "downstream (cached JWKS, PyJWK)": downstream_verifier(jwks),
-        "raw jwt.decode (same key object)": raw_verifier(jwks),
-        "bare signature check": signature_verifier(jwks),
-        "TokenService.verify (the API's own)": service_verifier(service),
+    ways: dict[str, VerifySlice] = {
+        PLAIN: plain_pyjwt(jwks),
+        VERIFIER: jwks_verifier(jwks, loop),
+        RAW: raw_decode(jwks),
+        SIGNATURE: bare_signature(jwks),
+        SERVICE: token_service_verify(service),
     }
     for verify in ways.values():
-        # Every way must accept every token (and warms up caches and code paths).
-        for token in issued[:100]:
-            verify(token)
+        verify(issued[:100])  # each must accept the tokens; warms caches (and fetches the JWKS)
     wall = dict.fromkeys(ways, 0.0)
     cpu = dict.fromkeys(ways, 0.0)
     for _ in range(args.repeats):
-        # Slices of a few hundred tokens alternate between the ways, so a change in the
-        # machine's speed or in other processes' load weighs on every way alike.
+        # Slices alternate between the ways, so a change in the machine's speed or in other
+        # processes' load weighs on every way alike.
         for start in range(0, args.tokens, args.slice):
+            part = issued[start : start + args.slice]
             for name, verify in ways.items():
-                spent_wall, spent_cpu = seconds(verify, issued[start : start + args.slice])
-                wall[name] += spent_wall
-                cpu[name] += spent_cpu
-    # Rates per CPU second of this thread: time other processes took from the core is left out
-    # (the share line says how much that was).
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                verify(part)
+                wall[name] += time.perf_counter() - started
+                cpu[name] += time.thread_time() - cpu_started
+    # Per CPU second of this thread: time that other processes took from the core is left
+    # out; the share line says how much there was.
     rates = {name: args.tokens * args.repeats / total for name, total in cpu.items()}
-    share = sum(cpu.values()) / sum(wall.values())
     show_text(f"{algorithm} token size", f"{len(issued[0])} bytes")
-    show_text(f"{algorithm} CPU time / wall time", f"{share:.3f}")
+    show_text(f"{algorithm} CPU time / wall time", f"{sum(cpu.values()) / sum(wall.values()):.3f}")
     for name, rate in rates.items():
         show(f"{algorithm} {name}", rate, "verifications/CPU-s", 0)
-    downstream = rates["downstream (cached JWKS, PyJWK)"]
-    show_ratio(
-        f"{algorithm} downstream / raw jwt.decode",
-        downstream / rates["raw jwt.decode (same key object)"],
-    )
-    show_ratio(
-        f"{algorithm} downstream / bare signature check", downstream / rates["bare signature check"]
-    )
+    show_ratio(f"{algorithm} JwksVerifier / raw jwt.decode", rates[VERIFIER] / rates[RAW])
+    show_ratio(f"{algorithm} PyJWT by kid / raw jwt.decode", rates[PLAIN] / rates[RAW])
+    show_ratio(f"{algorithm} raw jwt.decode / bare signature", rates[RAW] / rates[SIGNATURE])
 
 
 def main(args: argparse.Namespace) -> None:
@@ -180,8 +197,12 @@ def main(args: argparse.Namespace) -> None:
     show_text("tokens, turns, slice", f"{args.tokens}, {args.repeats}, {args.slice}")
     show_text("PyJWT", jwt.__version__)
     show_load("at start")
-    for algorithm in args.algorithms:
-        measure(algorithm, args)
+    loop = asyncio.new_event_loop()
+    try:
+        for algorithm in args.algorithms:
+            measure(algorithm, args, loop)
+    finally:
+        loop.close()
     show_load("at end")
 
 
@@ -192,7 +213,7 @@ def parse_args() -> argparse.Namespace:
         "--tokens", type=int, default=5000, help="distinct tokens per turn (default: 5000)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=3, help="alternating turns of each way (default: 3)"
+        "--repeats", type=int, default=3, help="turns over all the tokens (default: 3)"
     )
     parser.add_argument(
         "--slice", type=int, default=250, help="tokens per alternating slice (default: 250)"

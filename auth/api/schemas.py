@@ -4,11 +4,22 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from auth.domain.model import Role, Status, User
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+
+
+def no_nul(value: str) -> str:
+    """Refuse NUL characters: no name, password or token has one, and PostgreSQL text cannot."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+NoNul = AfterValidator(no_nul)
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
 # Bounded here, judged by the password policy in the use case (it needs the username and
@@ -16,12 +27,15 @@ Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
 NewPassword = Annotated[
     str,
     Field(min_length=1, max_length=1024, examples=["correct horse battery staple"]),
+    NoNul,
 ]
 # Presented passwords are only bounded, never judged: a wrong one is a 401, not a 422.
-GivenPassword = Annotated[str, Field(min_length=1, max_length=1024)]
-Login = Annotated[str, Field(min_length=1, max_length=320, description="username or email")]
-DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
-OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
+GivenPassword = Annotated[str, Field(min_length=1, max_length=1024), NoNul]
+Login = Annotated[str, Field(min_length=1, max_length=320, description="username or email"), NoNul]
+DisplayName = Annotated[str, Field(min_length=1, max_length=100), NoNul]
+OpaqueToken = Annotated[str, Field(min_length=1, max_length=512), NoNul]
+# A username in a path: any name may be asked for (a 403 or 404 tells the rest).
+UsernameParam = Annotated[str, Path(min_length=1, max_length=320), NoNul]
 
 
 class _Request(BaseModel):
@@ -82,6 +96,16 @@ class UserPage(BaseModel):
 
     items: list[UserOut]
     next_cursor: str | None
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 password grant's form (Swagger's Authorize sends it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    username: Login
+    password: GivenPassword
+    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
 
 
 class LoginRequest(_Request):

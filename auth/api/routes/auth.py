@@ -2,13 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials, OAuth2PasswordRequestForm
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from auth.api.deps import ClientAddress, CurrentPrincipal, ServicesDep
 from auth.api.errors import error_body
-from auth.api.schemas import LoginRequest, RefreshRequest, TokenOut, UserOut
+from auth.api.schemas import LoginRequest, RefreshRequest, TokenForm, TokenOut, UserOut
 from auth.domain.errors import InvalidCredentialsError
 from auth.service_layer.authentication import (
     TokenPair,
@@ -39,7 +39,7 @@ async def login(body: LoginRequest, services: ServicesDep, address: ClientAddres
 
 @router.post("/token", response_model=TokenOut)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenForm, Form()],
     services: ServicesDep,
     address: ClientAddress,
 ) -> TokenOut:
@@ -58,6 +58,8 @@ async def basic(
 ) -> UserOut | JSONResponse:
     """Check HTTP Basic credentials: 200 with the user, or 401 asking for Basic."""
     challenge = {"WWW-Authenticate": 'Basic realm="userbus"'}
+    if credentials is not None and "\x00" in credentials.username + credentials.password:
+        credentials = None  # no account has such a name or password
     if credentials is None:
         body = error_body("not_authenticated", "HTTP Basic credentials are required")
         return JSONResponse(body, status_code=401, headers=challenge)

@@ -5,7 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from auth.api.deps import ClientAddress, CurrentPrincipal, OptionalPrincipal, ServicesDep
-from auth.api.schemas import LoginRequest, TokenOut, UserCreate, UserOut, UserPage, UserUpdate
+from auth.api.schemas import (
+    LoginRequest,
+    TokenOut,
+    UserCreate,
+    UsernameParam,
+    UserOut,
+    UserPage,
+    UserUpdate,
+)
 from auth.domain.model import ProfileField
 from auth.service_layer import users as use_cases
 from auth.service_layer.authentication import log_in
@@ -69,7 +77,9 @@ async def list_users(
 
 
 @router.get("/{username}", response_model=UserOut)
-async def get_user(username: str, principal: CurrentPrincipal, services: ServicesDep) -> UserOut:
+async def get_user(
+    username: UsernameParam, principal: CurrentPrincipal, services: ServicesDep
+) -> UserOut:
     """One account: your own, or any as an admin."""
     return UserOut.of(
         await use_cases.get_user(services.auth.uow_factory, actor=principal, username=username)
@@ -78,7 +88,10 @@ async def get_user(username: str, principal: CurrentPrincipal, services: Service
 
 @router.put("/{username}", response_model=UserOut)
 async def update_user(
-    username: str, body: UserUpdate, principal: CurrentPrincipal, services: ServicesDep
+    username: UsernameParam,
+    body: UserUpdate,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> UserOut:
     """Change email and display name (yours, or any as an admin); role and status as an admin."""
     profile: dict[ProfileField, str | None] = {}
@@ -99,7 +112,9 @@ async def update_user(
 
 
 @router.delete("/{username}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(username: str, principal: CurrentPrincipal, services: ServicesDep) -> Response:
+async def delete(
+    username: UsernameParam, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
     """Delete an account: your own, or any as an admin."""
     await use_cases.delete_user(services.auth.uow_factory, actor=principal, username=username)
     services.auth.audit.record("user_deleted", username=username, by=principal.user_id)
