@@ -1,4 +1,4 @@
-"""A throwaway Kafka-protocol broker (Tansu, in memory) and the Kafka helpers the benchmarks share."""
+"""A throwaway Kafka broker (Tansu, in memory) and the Kafka helpers the benchmarks share."""
 
 import socket
 import subprocess

@@ -64,6 +64,8 @@ class Run:
     total: float  # from start() to the last
     cpu: float  # this process's CPU seconds over `total`
     broker_cpu: float | None  # Tansu's CPU seconds over `total`
+    rss_before: float  # MiB resident when the consumer started
+    rss_peak: float | None  # MiB, peak during the run (None where it cannot be reset)
 
     @property
     def rate(self) -> float:
@@ -166,6 +168,8 @@ async def consume(
         kafka_session_timeout_ms=3000,
     )
     consumer = create_consumer_app(settings, ProfileProjection())
+    rss_before = current_rss_mib()
+    peak_reset = reset_peak_rss()
     broker_cpu = tansu_broker.cpu_seconds() if tansu_broker else 0.0
     cpu = time.process_time()
     started = time.perf_counter()
@@ -199,6 +203,8 @@ async def consume(
         total=finished - started,
         cpu=cpu,
         broker_cpu=broker_cpu if tansu_broker else None,
+        rss_before=rss_before,
+        rss_peak=_status_mib("VmHWM") if peak_reset else None,
     )
 
 
@@ -219,15 +225,49 @@ def report(run: Run) -> None:
     show(f"{label} start-up to first applied", run.startup, "s", 2)
     show(f"{label} applied", run.rate, "events/s", 0)
     show(f"{label}   incl. start-up", run.events / run.total, "events/s", 0)
-    show(f"{label}   this process's CPU / wall", run.cpu / run.total, "cores", 2)
+    show(f"{label}   own CPU / wall", run.cpu / run.total, "cores", 2)
     if run.broker_cpu is not None:
-        show(f"{label}   Tansu's CPU / wall", run.broker_cpu / run.total, "cores", 2)
-    show("peak RSS of this process so far", peak_rss_mib(), "MiB", 0)
+        show(f"{label}   Tansu CPU / wall", run.broker_cpu / run.total, "cores", 2)
+    show(f"{label}   RSS at consumer start", run.rss_before, "MiB", 0)
+    if run.rss_peak is not None:
+        show(f"{label}   peak RSS in the run", run.rss_peak, "MiB", 0)
+
+
+# getrusage's peak cannot be reset, but /proc/self/clear_refs resets the kernel's high-water
+# mark behind it: each run's own peak is then VmHWM, and the process's peak the largest of them.
+_peaks: list[float] = []
 
 
 def peak_rss_mib() -> float:
-    """The process's peak resident set size (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's peak resident set size since it started (Linux reports kilobytes)."""
+    return max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *_peaks])
+
+
+def reset_peak_rss() -> bool:
+    """Start measuring a new peak RSS; False where the kernel does not allow it."""
+    _peaks.append(peak_rss_mib())
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_rss_mib() -> float:
+    """The process's resident set size now."""
+    return _status_mib("VmRSS") or 0.0
+
+
+def _status_mib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 async def one_run(

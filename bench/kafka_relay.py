@@ -3,8 +3,9 @@
 import argparse
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from _common import (
@@ -41,6 +42,7 @@ _EVENTS = """
 _PENDING_COUNT = "SELECT count(*) FROM auth.outbox_pending"
 
 Header = tuple[str, bytes]
+T = TypeVar("T")
 
 
 class ConnectTimedPublisher(TimedPublisher):
@@ -53,6 +55,43 @@ class ConnectTimedPublisher(TimedPublisher):
         started = time.perf_counter()
         await super().connect()
         self.connect_seconds = time.perf_counter() - started
+
+
+@dataclass
+class Timed(Generic[T]):
+    """A step's result, wall seconds (its own, when it reports them), and CPU seconds used."""
+
+    result: T
+    seconds: float
+    cpu: float
+    broker_cpu: float
+
+    def cpu_per(self, count: int) -> float:
+        """This process's CPU microseconds per item."""
+        return 1e6 * self.cpu / count
+
+    def broker_cpu_per(self, count: int) -> float:
+        """The broker's CPU microseconds per item."""
+        return 1e6 * self.broker_cpu / count
+
+
+async def timed(broker: Tansu, step: Awaitable[T]) -> "Timed[T]":
+    """Run `step`, noting this process's and the broker's CPU time meanwhile.
+
+    A step returning seconds (or a tuple starting with them) reports its own wall time,
+    which leaves out its setup (starting a producer, say).
+    """
+    cpu, broker_cpu = time.process_time(), broker.cpu_seconds()
+    started = time.perf_counter()
+    result = await step
+    seconds = time.perf_counter() - started
+    own = result[0] if isinstance(result, tuple) else result
+    return Timed(
+        result=result,
+        seconds=own if isinstance(own, float) else seconds,
+        cpu=time.process_time() - cpu,
+        broker_cpu=broker.cpu_seconds() - broker_cpu,
+    )
 
 
 def raw_producer(servers: list[str]) -> AIOKafkaProducer:
@@ -171,45 +210,56 @@ async def main(args: argparse.Namespace) -> float:
                 show("payload size (first row)", len(events[0].payload), "bytes", 0)
 
                 topics = {purpose: f"userbus.bench.{space.run_id}.{purpose}" for purpose in
-                          ("raw", "raw-headers", "relay")}  # fmt: skip
-                for purpose in ("raw", "raw-headers"):
+                          ("warmup", "raw", "raw-headers", "relay", "raw-after")}  # fmt: skip
+                for purpose in ("warmup", "raw", "raw-headers", "raw-after"):
                     await ensure_topic(broker.servers, topics[purpose], args.partitions, 1)
-
-                cpu = broker.cpu_seconds()
-                raw_seconds = await raw_produce(broker, topics["raw"], events, args.batch)
-                raw_broker_cpu = broker.cpu_seconds() - cpu
-                await check_topic(broker, topics["raw"], args.events)
-
                 headers = [
                     [(name, value.encode()) for name, value in cloudevent_headers(event).items()]
                     for event in events
                 ]
-                headers_seconds = await raw_produce(
-                    broker, topics["raw-headers"], events, args.batch, headers
-                )
-                await check_topic(broker, topics["raw-headers"], args.events)
-                del events, headers
 
-                cpu, process_cpu = broker.cpu_seconds(), time.process_time()
-                relay_seconds, publish_seconds, connect_seconds = await real_relay(
-                    space, broker, topics["relay"], args.events, args.batch, args.partitions
+                # Untimed: the first connection, topic metadata and the broker's first
+                # segments would otherwise weigh on whichever run came first.
+                await raw_produce(broker, topics["warmup"], events[: args.events // 10], args.batch)
+                raw = [await timed(broker, raw_produce(broker, topics["raw"], events, args.batch))]
+                with_headers = await timed(
+                    broker, raw_produce(broker, topics["raw-headers"], events, args.batch, headers)
                 )
-                relay_broker_cpu = broker.cpu_seconds() - cpu
-                relay_process_cpu = time.process_time() - process_cpu
+                relay = await timed(
+                    broker,
+                    real_relay(
+                        space, broker, topics["relay"], args.events, args.batch, args.partitions
+                    ),
+                )
+                # Raw produce again after the relay: the baseline is the mean of the two, so
+                # a drift in the machine's load during the run weighs on both sides.
+                raw.append(
+                    await timed(
+                        broker, raw_produce(broker, topics["raw-after"], events, args.batch)
+                    )
+                )
+                del events, headers
                 pending = await conn.fetchval(_PENDING_COUNT)
                 if pending != 0:
                     raise RuntimeError(f"{pending} events still queued after the relay")
-                await check_topic(broker, topics["relay"], args.events)
+                for purpose in ("raw", "raw-headers", "relay", "raw-after"):
+                    await check_topic(broker, topics[purpose], args.events)
                 show_text("records in each topic", f"{args.events:,} (counted to high watermarks)")
             finally:
                 await conn.close()
     show_load("at end")
-    raw_rate = args.events / raw_seconds
-    headers_rate = args.events / headers_seconds
-    relay_rate = args.events / relay_seconds
-    show("raw aiokafka produce", raw_rate, "msgs/s", 0)
-    show("  broker (Tansu) CPU meanwhile", raw_broker_cpu, "s", 2)
-    show("raw aiokafka produce with ce_ headers", headers_rate, "msgs/s", 0)
+    n = args.events
+    relay_seconds, publish_seconds, connect_seconds = relay.result
+    raw_rates = [n / run.seconds for run in raw]
+    raw_rate = n / (sum(run.seconds for run in raw) / len(raw))
+    relay_rate = n / relay.seconds
+    show_text("raw aiokafka produce", " / ".join(f"{rate:,.0f}" for rate in raw_rates)
+              + " msgs/s (before / after the relay)")  # fmt: skip
+    show("  mean", raw_rate, "msgs/s", 0)
+    show("  this process's CPU per message", raw[0].cpu_per(n), "us", 1)
+    show("  broker (Tansu) CPU per message", raw[0].broker_cpu_per(n), "us", 1)
+    show("raw aiokafka produce with ce_ headers", n / with_headers.seconds, "msgs/s", 0)
+    show("  this process's CPU per message", with_headers.cpu_per(n), "us", 1)
     show("relay (create_relay)", relay_rate, "events/s", 0)
     show("  of which connecting (topic, producer)", connect_seconds, "s", 2)
     show("  of which in publish (FastStream, aiokafka)", publish_seconds, "s", 2)
@@ -219,9 +269,10 @@ async def main(args: argparse.Namespace) -> float:
         "s",
         2,
     )
-    show("  this process's CPU meanwhile", relay_process_cpu, "s", 2)
-    show("  broker (Tansu) CPU meanwhile", relay_broker_cpu, "s", 2)
-    show_ratio("ratio raw with headers / raw", headers_rate / raw_rate)
+    show("  this process's CPU per event", relay.cpu_per(n), "us", 1)
+    show("  this process's CPU / wall", relay.cpu / relay.seconds, "cores", 2)
+    show("  broker (Tansu) CPU per event", relay.broker_cpu_per(n), "us", 1)
+    show_ratio("ratio raw with headers / raw", n / with_headers.seconds / raw_rate)
     ratio: float = relay_rate / raw_rate
     show_ratio("ratio relay / raw produce", ratio, f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
     return ratio

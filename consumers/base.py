@@ -29,7 +29,20 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, OSError | ConnectionError | OperationalError | InterfaceError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    # Refused or lost connections (database restarting, out of slots) and conflicts that a
+    # retry resolves, by SQLSTATE: 08 connection, 53 resources, 57P operator intervention,
+    # 40001 serialization failure, 40P01 deadlock.
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return exc.connection_invalidated or sqlstate.startswith(_TRANSIENT_SQLSTATES)
+
+
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+
+
+class _ConnectFailedError(Exception):
+    """No connection to the projection's database could be opened."""
 
 
 class ProjectionConsumer(ABC):
@@ -99,11 +112,11 @@ class ProjectionConsumer(ABC):
         delay = 0.1
         while True:
             try:
-                async with self.engine.begin() as conn:
-                    outcome = await self.applier.apply_batch(conn, envelopes)
+                outcome = await self._apply_once(envelopes)
                 break
             except Exception as exc:
-                if not is_transient(exc) or self._stopping.is_set():
+                transient = isinstance(exc, _ConnectFailedError) or is_transient(exc)
+                if not transient or self._stopping.is_set():
                     raise
                 logger.warning("%s: database unavailable (%s); retrying", self.group, exc)
                 await asyncio.sleep(delay)
@@ -116,6 +129,19 @@ class ProjectionConsumer(ABC):
                     for e, why in outcome.rejected
                 ]
             )
+
+    async def _apply_once(self, envelopes: Sequence[Envelope]) -> BatchOutcome:
+        try:
+            conn = await self.engine.connect()
+        except Exception as exc:
+            # Whatever stops a connection from opening (the database restarting, refusing
+            # connections, out of slots) says the database is away, never that the batch is bad.
+            raise _ConnectFailedError(exc) from exc
+        try:
+            async with conn.begin():
+                return await self.applier.apply_batch(conn, envelopes)
+        finally:
+            await conn.close()
 
     async def _apply_with_attempts(self, envelope: Envelope) -> None:
         error: Exception | None = None

@@ -123,9 +123,16 @@ class RedisStreamConsumer(ProjectionConsumer):
                 {self.settings.stream: "0"},
                 count=self.settings.consumer_batch_size,
             )
-            entries = reply[0][1] if reply else []
-            if not entries:
+            # A pending entry trimmed from the stream comes back without fields: skip it.
+            delivered = reply[0][1] if reply else []
+            entries = [(entry_id, fields) for entry_id, fields in delivered if fields is not None]
+            if not delivered:
                 return
+            if not entries:
+                await client.xack(
+                    self.settings.stream, self.group, *[entry_id for entry_id, _ in delivered]
+                )
+                continue
             await self.handle(
                 [fields.get(STREAM_FIELD.encode(), b"") for _, fields in entries],
                 [entry_id.decode() for entry_id, _ in entries],

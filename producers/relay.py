@@ -72,22 +72,22 @@ class OutboxRelay:
         self._fallback_poll = fallback_poll_seconds
         self._wake = asyncio.Event()
         self.published = 0
+        # Grows while the database or broker fails, back to its floor after any success.
+        self._backoff = 0.1
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set; database or broker failures are retried with backoff."""
-        backoff = 0.1
         await self._publisher.connect()
         try:
             while not stop.is_set():
                 try:
                     await self._run_connected(stop)
-                    backoff = 0.1
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     logger.warning("relay: database unavailable (%s); retrying", exc)
                 except Exception as exc:  # the broker's errors: nothing is lost, rows stay
                     logger.warning("relay: publishing failed (%r); retrying", exc)
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+                await _wait(stop, self._backoff)
+                self._backoff = min(self._backoff * 2, 5.0)
         finally:
             await self._publisher.close()
 
@@ -124,6 +124,7 @@ class OutboxRelay:
                 # Cleared before reading, so a NOTIFY arriving mid-batch is not lost.
                 self._wake.clear()
                 published, held = await self.relay_pending(conn)
+                self._backoff = 0.1
                 if published:
                     logger.debug("relay: published %d events", published)
                 elif held:

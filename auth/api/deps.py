@@ -8,7 +8,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.domain.errors import NotAuthenticatedError
-from auth.domain.model import Principal
+from auth.domain.model import Principal, User
 from auth.service_layer.context import AuthContext
 from auth.service_layer.users import authenticated_user
 from auth.settings import AuthSettings
@@ -23,7 +23,7 @@ class Services:
     auth: AuthContext
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The parts of the running app."""
     services: Services = request.app.state.services
     return services
@@ -42,11 +42,24 @@ async def get_principal(
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
     """The caller proven by the bearer token, whose account and session are still good."""
+    principal, _ = await _authenticated(services, token)
+    return principal
+
+
+async def get_current_user(
+    services: Annotated[Services, Depends(get_services)],
+    token: Annotated[str | None, Depends(_bearer)],
+) -> User:
+    """The caller's account, as loaded while checking the token (no second lookup)."""
+    _, user = await _authenticated(services, token)
+    return user
+
+
+async def _authenticated(services: Services, token: str | None) -> tuple[Principal, User]:
     if token is None:
         raise NotAuthenticatedError("a bearer token is required")
     principal = services.auth.tokens.verify(token)
-    await authenticated_user(services.auth.uow_factory, principal)
-    return principal
+    return principal, await authenticated_user(services.auth.uow_factory, principal)
 
 
 async def get_optional_principal(
@@ -59,12 +72,13 @@ async def get_optional_principal(
     return await get_principal(services, token)
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The client's address (behind a proxy, run uvicorn with --proxy-headers)."""
     return request.client.host if request.client else None
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+CurrentUser = Annotated[User, Depends(get_current_user)]
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 ClientAddress = Annotated[str | None, Depends(client_address)]

@@ -19,23 +19,45 @@ def no_nul(value: str) -> str:
     return value
 
 
+# The validator gives the message; the pattern puts the rule in the OpenAPI document.
 NoNul = AfterValidator(no_nul)
+NUL_FREE = r"^[^\x00]*$"
 
 Username = Annotated[str, Field(pattern=USERNAME_PATTERN, examples=["alice"])]
 # Bounded here, judged by the password policy in the use case (it needs the username and
 # email, and answers 422 `weak_password` naming the field).
 NewPassword = Annotated[
     str,
-    Field(min_length=1, max_length=1024, examples=["correct horse battery staple"]),
+    Field(
+        min_length=1,
+        max_length=1024,
+        examples=["correct horse battery staple"],
+        json_schema_extra={"pattern": NUL_FREE},
+    ),
     NoNul,
 ]
 # Presented passwords are only bounded, never judged: a wrong one is a 401, not a 422.
-GivenPassword = Annotated[str, Field(min_length=1, max_length=1024), NoNul]
-Login = Annotated[str, Field(min_length=1, max_length=320, description="username or email"), NoNul]
-DisplayName = Annotated[str, Field(min_length=1, max_length=100), NoNul]
-OpaqueToken = Annotated[str, Field(min_length=1, max_length=512), NoNul]
+GivenPassword = Annotated[
+    str, Field(min_length=1, max_length=1024, json_schema_extra={"pattern": NUL_FREE}), NoNul
+]
+Login = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=320,
+        description="username or email",
+        json_schema_extra={"pattern": NUL_FREE},
+    ),
+    NoNul,
+]
+DisplayName = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": NUL_FREE}), NoNul
+]
+OpaqueToken = Annotated[
+    str, Field(min_length=1, max_length=512, json_schema_extra={"pattern": NUL_FREE}), NoNul
+]
 # A username in a path: any name may be asked for (a 403 or 404 tells the rest).
-UsernameParam = Annotated[str, Path(min_length=1, max_length=320), NoNul]
+UsernameParam = Annotated[str, Path(min_length=1, max_length=320, pattern=NUL_FREE), NoNul]
 
 
 class _Request(BaseModel):

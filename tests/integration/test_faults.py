@@ -264,23 +264,32 @@ async def test_a_consumer_killed_mid_batch_resumes_where_it_was(
 
 # --- 2. the projection's database fails for a few seconds --------------------------------
 
-TERMINATE_OTHERS = """
+TERMINATE_CONNECTIONS = """
     SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
     FROM pg_stat_activity
-    WHERE datname = current_database() AND pid <> pg_backend_pid()
+    WHERE datname = $1 AND pid <> pg_backend_pid()
 """
 
 
-async def terminate_connections_for(database_url: str, seconds: float) -> int:
-    """Terminate every other connection to the database every 100 ms; how many were killed."""
-    admin = await asyncpg.connect(database_url)
+async def database_outage(database_url: str, seconds: float, *, refuse: bool = False) -> int:
+    """Terminate every connection to the database every 100 ms for `seconds`; how many died.
+
+    With `refuse`, new connections are turned away meanwhile too, as by a server that is
+    restarting ("the database system is starting up") or out of connection slots.
+    """
+    name = database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_URL)  # not the database in question: it survives
     killed = 0
     try:
+        if refuse:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         deadline = asyncio.get_running_loop().time() + seconds
         while asyncio.get_running_loop().time() < deadline:
-            killed += int(await admin.fetchval(TERMINATE_OTHERS))
+            killed += int(await admin.fetchval(TERMINATE_CONNECTIONS, name))
             await asyncio.sleep(0.1)
     finally:
+        if refuse:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
     return killed
 
@@ -292,32 +301,68 @@ async def publish_slowly(broker_url: str, stream: str, events: Sequence[Envelope
         await asyncio.sleep(0.1)
 
 
-async def test_a_database_failing_for_seconds_loses_nothing_and_dead_letters_nothing(
-    consumer_settings: ConsumerSettings, isolated_database_url: str, engine: AsyncEngine
+async def consume_through_a_database_outage(
+    settings: ConsumerSettings,
+    database_url: str,
+    engine: AsyncEngine,
+    *,
+    seconds: float,
+    refuse: bool = False,
 ) -> None:
-    settings = consumer_settings.model_copy(update={"consumer_batch_size": 5})
+    """Fail the database while a consumer works through a backlog and new events arrive.
+
+    Then every event is applied once, none is dead-lettered, and nothing is left pending.
+    """
     early, late = backlog(users=200), backlog(users=100)
+    events = [*early, *late]
     await publish_raw(settings.broker_url, settings.stream, wire(early))
-    expected = await expected_profiles(EnvelopeLog([*early, *late]))
+    expecting = asyncio.create_task(expected_profiles(EnvelopeLog(events)))
     consumer = create_consumer_app(settings, ProfileProjection())
     await consumer.start()
     try:
         await eventually(lambda: _applied_some(consumer.totals.applied), timeout=30)
-        # The outage: every connection the consumer holds or opens dies, for 3 s, while the
-        # backlog is being applied and more events keep arriving.
         feeding = asyncio.create_task(publish_slowly(settings.broker_url, settings.stream, late))
-        killed = await terminate_connections_for(isolated_database_url, 3.0)
+        killed = await database_outage(database_url, seconds, refuse=refuse)
         await feeding
         assert killed > 0
-        await settle(settings, engine, expected, timeout=40)
+
+        async def drained() -> bool:
+            seen = consumer.totals.applied + consumer.dead_lettered
+            return seen >= len(events) and await pending(settings) == 0
+
+        await eventually(drained, timeout=40, interval=0.2)
     finally:
         await consumer.stop()
-    assert consumer.dead_lettered == 0
+    assert consumer.dead_lettered == 0, f"{consumer.dead_lettered} good events dead-lettered"
     assert await dead_letters(settings) == []
+    assert await profile_rows(engine) == await expecting
 
 
 async def _applied_some(applied: int) -> bool:
     return applied > 0
+
+
+async def test_connections_dying_for_seconds_lose_nothing_and_dead_letter_nothing(
+    consumer_settings: ConsumerSettings, isolated_database_url: str, engine: AsyncEngine
+) -> None:
+    settings = consumer_settings.model_copy(update={"consumer_batch_size": 5})
+    await consume_through_a_database_outage(settings, isolated_database_url, engine, seconds=3.0)
+
+
+async def test_a_database_refusing_connections_for_seconds_dead_letters_nothing(
+    isolated_database_url: str, redis_url: str, stream: str, engine: AsyncEngine
+) -> None:
+    # Redis only: the classification is shared by both brokers' consumers (consumers/base.py).
+    settings = ConsumerSettings(
+        database_url=isolated_database_url,
+        broker_url=redis_url,
+        stream=stream,
+        consumer_group=f"profiles-{uuid.uuid4().hex[:8]}",
+        consumer_batch_size=5,
+    )
+    await consume_through_a_database_outage(
+        settings, isolated_database_url, engine, seconds=5.0, refuse=True
+    )
 
 
 # --- 3. poison: a body that is not an event, and an event no handler can apply ----------

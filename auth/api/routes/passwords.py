@@ -42,7 +42,7 @@ async def change(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_class=Response)
 async def request_reset(
     body: PasswordResetRequest, services: ServicesDep, background: BackgroundTasks
 ) -> Response:

@@ -4,7 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from auth.api.deps import ClientAddress, CurrentPrincipal, OptionalPrincipal, ServicesDep
+from auth.api.deps import (
+    ClientAddress,
+    CurrentPrincipal,
+    CurrentUser,
+    OptionalPrincipal,
+    ServicesDep,
+)
 from auth.api.schemas import (
     LoginRequest,
     TokenOut,
@@ -53,13 +59,9 @@ async def authenticate(
 
 
 @router.get("/me", response_model=UserOut)
-async def me(principal: CurrentPrincipal, services: ServicesDep) -> UserOut:
+async def me(user: CurrentUser) -> UserOut:
     """The caller's own account."""
-    return UserOut.of(
-        await use_cases.get_user(
-            services.auth.uow_factory, actor=principal, username=principal.username
-        )
-    )
+    return UserOut.of(user)
 
 
 @router.get("", response_model=UserPage)
