@@ -22,7 +22,7 @@ from auth.security.tokens import TokenService, load_previous_public_keys, load_s
 from auth.service_layer.context import AuthContext, Lifetimes
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
-from consumers.mailer import FileMailbox, Mailer, SmtpMailer
+from consumers.mailer import Mailer, mailer_from
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def create_app(settings: AuthSettings, overrides: Overrides = Overrides()) -> Fa
             or RedisLoginRateLimiter(
                 redis_client, _limits(settings), prefix=f"{settings.redis_key_prefix}:login"
             ),
-            mailer=overrides.mailer or _mailer(settings),
+            mailer=overrides.mailer or mailer_from(settings),
             audit=overrides.audit or AuditLog(),
             lifetimes=Lifetimes(
                 refresh_token=timedelta(days=settings.refresh_token_ttl_days),
@@ -110,17 +110,4 @@ def _limits(settings: AuthSettings) -> LoginLimits:
         per_username=settings.login_limit_per_username,
         per_address=settings.login_limit_per_address,
         window_seconds=settings.login_limit_window_seconds,
-    )
-
-
-def _mailer(settings: AuthSettings) -> Mailer:
-    if settings.smtp_host is None:
-        return FileMailbox(settings.mailbox_path, settings.mail_from)
-    return SmtpMailer(
-        settings.smtp_host,
-        settings.smtp_port,
-        settings.mail_from,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        starttls=settings.smtp_starttls,
     )

@@ -20,6 +20,8 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import SecretStr
+
 logger = logging.getLogger(__name__)
 
 
@@ -162,3 +164,36 @@ class SmtpMailer:
             if self.username is not None and self._password is not None:
                 smtp.login(self.username, self._password)
             smtp.send_message(email)
+
+
+class MailConfig(Protocol):
+    """The mail settings a service has (the auth service's and the notifier's both fit)."""
+
+    @property
+    def smtp_host(self) -> str | None: ...
+    @property
+    def smtp_port(self) -> int: ...
+    @property
+    def mail_from(self) -> str: ...
+    @property
+    def smtp_username(self) -> str | None: ...
+    @property
+    def smtp_password(self) -> SecretStr | None: ...
+    @property
+    def smtp_starttls(self) -> bool: ...
+    @property
+    def mailbox_path(self) -> Path: ...
+
+
+def mailer_from(config: MailConfig) -> Mailer:
+    """SMTP when a host is configured, else the file mailbox (development, tests)."""
+    if config.smtp_host is None:
+        return FileMailbox(config.mailbox_path, config.mail_from)
+    return SmtpMailer(
+        config.smtp_host,
+        config.smtp_port,
+        config.mail_from,
+        username=config.smtp_username,
+        password=config.smtp_password.get_secret_value() if config.smtp_password else None,
+        starttls=config.smtp_starttls,
+    )

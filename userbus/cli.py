@@ -17,17 +17,14 @@ from auth.domain.errors import AuthError
 from auth.migrations import upgrade
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings, DatabaseSettings
-from consumers.dead_letters import dead_letters_for
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
-from consumers.status import StreamStatus, stream_status
-from events import DEFAULT_STREAM, dead_letter_stream, json_schemas
-from events.brokers import ensure_topic, kafka_servers
+from events import json_schemas
 from events.wire import BROKER_LOGGER
-from producers.relay import relay_backlog
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
+from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, projection_named
 from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
 
@@ -38,23 +35,9 @@ events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
-kafka_app = typer.Typer(help="The Kafka topic.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
-dlq_app = typer.Typer(help="Dead letters: messages consumers gave up on.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-
-
-class TopicSettings(BaseSettings):
-    """Where the events are (a stream or topic), and how a Kafka topic is laid out."""
-
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
-
-    broker_url: str
-    stream: str = DEFAULT_STREAM
-    # `userbus status` also reports the relay's backlog when it knows the auth database.
-    database_url: str | None = None
-    kafka_partitions: int = Field(default=6, ge=1, le=10_000)
-    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+app.command()(status)
 
 
 class Source(StrEnum):
@@ -177,90 +160,6 @@ def create_admin_command(
         typer.echo(f"userbus: {exc.message}", err=True)
         raise SystemExit(1) from None
     typer.echo(f"created admin {username} ({user_id})")
-
-
-@kafka_app.command("init")
-def kafka_init() -> None:
-    """Create the events topic (USERBUS_STREAM) if it does not exist (the relay does too)."""
-    settings = TopicSettings()
-    try:
-        servers = kafka_servers(settings.broker_url)
-    except ValueError as exc:
-        raise typer.BadParameter(f"USERBUS_BROKER_URL: {exc}") from None
-    created = asyncio.run(
-        ensure_topic(
-            servers,
-            settings.stream,
-            settings.kafka_partitions,
-            settings.kafka_replication_factor,
-        )
-    )
-    state = "created" if created else "already exists:"
-    typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
-
-
-@app.command()
-def status() -> None:
-    """How far behind each consumer group is, the relay's backlog, and the dead letters."""
-    settings = TopicSettings()
-    database_url = settings.database_url
-
-    async def gather() -> tuple[StreamStatus, int | None]:
-        found = await stream_status(settings.broker_url, settings.stream, list(PROJECTIONS))
-        return found, await relay_backlog(database_url) if database_url else None
-
-    found, backlog = asyncio.run(gather())
-    typer.echo(f"stream {found.stream}: {found.length} messages")
-    if backlog is not None:
-        typer.echo(f"relay: {backlog} committed events not yet published")
-    for lag in found.groups:
-        behind = "?" if lag.behind is None else str(lag.behind)
-        typer.echo(f"group {lag.group}: {behind} behind, {lag.unacknowledged} unacknowledged")
-    typer.echo(f"dead letters: {found.dead_letters} in {dead_letter_stream(found.stream)}")
-
-
-@dlq_app.command("list")
-def dlq_list() -> None:
-    """Show the dead letters: where each came from, which group gave up, and why."""
-    settings = TopicSettings()
-
-    async def show() -> int:
-        queue = dead_letters_for(settings.broker_url, settings.stream)
-        count = 0
-        try:
-            async for letter in queue.read():
-                count += 1
-                typer.echo(
-                    f"{letter.letter_id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  "
-                    f"group={letter.group}  origin={letter.origin or '-'}\n"
-                    f"    error: {letter.error}\n"
-                    f"    body: {letter.payload[:300].decode('utf-8', 'replace')}"
-                )
-        finally:
-            await queue.close()
-        return count
-
-    count = asyncio.run(show())
-    typer.echo(f"{count} dead letter(s) in {dead_letter_stream(settings.stream)}")
-
-
-@dlq_app.command("retry")
-def dlq_retry(
-    letter_ids: Annotated[
-        list[str] | None, typer.Argument(help="ids from `dlq list`; none: all of them")
-    ] = None,
-) -> None:
-    """Put dead letters back on the stream, for every consumer group to receive again."""
-    settings = TopicSettings()
-
-    async def retry() -> int:
-        queue = dead_letters_for(settings.broker_url, settings.stream)
-        try:
-            return await queue.retry(letter_ids or None)
-        finally:
-            await queue.close()
-
-    typer.echo(f"put {asyncio.run(retry())} dead letter(s) back on {settings.stream}")
 
 
 @events_app.command("schema")

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.app import create_consumer_app
 from consumers.base import ProjectionConsumer
-from consumers.mailer import FileMailbox, Mailer, SmtpMailer
+from consumers.mailer import Mailer, mailer_from
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.notifier.sender import NotificationSender
@@ -33,16 +33,7 @@ class Notifier:
 
 def create_mailer(settings: NotifierSettings) -> Mailer:
     """SMTP when a host is configured, else the file mailbox."""
-    if settings.smtp_host is None:
-        return FileMailbox(settings.mailbox_path, settings.mail_from)
-    return SmtpMailer(
-        settings.smtp_host,
-        settings.smtp_port,
-        settings.mail_from,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        starttls=settings.smtp_starttls,
-    )
+    return mailer_from(settings)
 
 
 def create_notifier(

@@ -22,8 +22,9 @@ from pydantic_settings import BaseSettings
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.settings import ConsumerSettings
 from producers.settings import RelaySettings
-from userbus.cli import LogSettings, TopicSettings, app
+from userbus.cli import LogSettings, app
 from userbus.dev import DevSettings
+from userbus.operations import TopicSettings
 from userbus.projections import PROJECTIONS
 
 pytestmark = pytest.mark.integration
