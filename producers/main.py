@@ -15,7 +15,7 @@ def create_relay(
         settings.database_url,
         publisher or make_publisher(settings),
         batch_size=settings.relay_batch_size,
-        workers=settings.relay_workers,
+        workers=settings.workers,
         fallback_poll_seconds=settings.relay_fallback_poll_seconds,
     )
 

@@ -84,7 +84,7 @@ async def test_killing_the_relay_at_any_moment_loses_no_event(
     # Live traffic through the unit of work while the relay is being killed.
     writer = asyncio.create_task(write_history(engine, users=40, changes=3))
     kills = 0
-    while kills < 6:
+    while kills < 8:
         relay = await start_relay(relay_settings)
         # Wait until it is publishing (imports take a while), then kill it mid-work.
         before = await published_count(engine)
@@ -113,8 +113,6 @@ async def test_killing_the_relay_at_any_moment_loses_no_event(
         ids = {str(row[0]) for row in await conn.execute(text("SELECT event_id FROM auth.outbox"))}
     assert len(ids) == TOTAL
     assert {event["id"] for event in events} == ids  # every event, at least once
-    if relay_settings.broker_url.startswith("redis"):
-        # Kills landed between XADD and commit: those events were published again, not lost.
-        # (On Kafka most kills land while acks are awaited, so a re-send is only likely.)
-        assert len(events) > len(ids)
+    # Kills that land between the publish and the commit show as duplicates (published
+    # again, never lost); how many do is up to chance, so only loss and order are asserted.
     assert_per_user_order(events)
