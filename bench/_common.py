@@ -1,11 +1,13 @@
 """Shared setup of the benchmarks: options, a throwaway database and streams, printed figures."""
 
 import argparse
+import asyncio
 import logging
 import math
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from auth.migrations import upgrade
+from producers.relay import OutboxRelay
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -133,3 +136,21 @@ def show_load(when: str) -> None:
     """Print the machine's load average: other processes skew every figure here."""
     one, five, _ = os.getloadavg()
     show_text(f"load average {when} (1 / 5 min)", f"{one:.2f} / {five:.2f} on {cores()} cores")
+
+
+async def relay_until_published(relay: OutboxRelay, count: int, timeout: float = 600.0) -> float:
+    """Run the relay until it has published `count` events; the seconds it took."""
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        while relay.published < count:
+            if task.done():
+                raise RuntimeError(f"the relay stopped after {relay.published} events")
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError(f"the relay published only {relay.published} in time")
+            await asyncio.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        stop.set()
+        await task

@@ -11,6 +11,7 @@ import asyncpg
 from _common import (
     Scratch,
     make_parser,
+    relay_until_published,
     scratch,
     setup_process,
     show,
@@ -151,20 +152,7 @@ async def real_relay(
     )
     publisher = ConnectTimedPublisher(make_publisher(settings))
     relay = create_relay(settings, publisher=publisher)
-    stop = asyncio.Event()
-    started = time.perf_counter()
-    task = asyncio.create_task(relay.run(stop))
-    try:
-        while relay.published < count:
-            if task.done():
-                raise RuntimeError(f"the relay stopped after {relay.published} events")
-            if time.perf_counter() - started > TIMEOUT_SECONDS:
-                raise RuntimeError(f"the relay published only {relay.published} in time")
-            await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - started
-    finally:
-        stop.set()
-        await task
+    elapsed = await relay_until_published(relay, count, TIMEOUT_SECONDS)
     return elapsed, publisher.seconds, publisher.connect_seconds
 
 
