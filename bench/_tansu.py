@@ -10,9 +10,8 @@ from pathlib import Path
 
 import psutil
 from _common import free_port
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumers.sources import read_to_high_watermarks
+from consumers.sources import read_topic
 
 START_TIMEOUT_SECONDS = 30.0
 
@@ -78,20 +77,4 @@ async def count_records(servers: list[str], topic: str) -> int:
 
     Counted by reading rather than from ListOffsets, whose end offsets Tansu gets wrong.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            return 0
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        total = 0
-        async for records in read_to_high_watermarks(consumer, partitions, 10_000):
-            total += len(records)
-        return total
-    finally:
-        await consumer.stop()
+    return sum([len(records) async for records in read_topic(servers, topic, 10_000)])

@@ -28,6 +28,7 @@ from events.brokers import ensure_topic
 from producers.broker import PendingEvent, make_publisher
 from producers.kafka import cloudevent_headers
 from producers.main import create_relay
+from producers.relay import pending_event
 from producers.settings import RelaySettings
 
 TARGET_RATIO = 0.5
@@ -165,19 +166,7 @@ async def check_topic(tansu: Tansu, topic: str, count: int) -> None:
 
 def pending_events(rows: Sequence[Any]) -> list[PendingEvent]:
     """The outbox rows as the relay sees them."""
-    return [
-        PendingEvent(
-            outbox_id=row["id"],
-            subject=row["subject"],
-            payload=row["payload"],
-            event_id=row["event_id"],
-            type=row["type"],
-            sequence=row["sequence"],
-            time=row["occurred_at"],
-            source=row["source"],
-        )
-        for row in rows
-    ]
+    return [pending_event(row) for row in rows]
 
 
 async def main(args: argparse.Namespace) -> float:

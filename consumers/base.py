@@ -107,6 +107,10 @@ class ProjectionConsumer(ABC):
             for envelope in envelopes:
                 await self._apply_with_attempts(envelope)
 
+    async def on_batch(self, body: list[Any]) -> None:
+        """The subscribers' handler: FastStream passes the decoded bodies of one batch."""
+        await self.handle(body)
+
     async def apply(self, envelopes: Sequence[Envelope]) -> None:
         """Apply a batch, retrying while the database is unavailable."""
         delay = 0.1

@@ -142,8 +142,11 @@ class KafkaDeadLetters:
 
     async def read(self) -> AsyncIterator[DeadLetter]:
         """The letters of every partition, up to where the topic ended when reading began."""
-        async for record in self._records(group=None):
-            yield _kafka_letter(record)
+        from consumers.sources import read_topic
+
+        async for records in read_topic(self._servers, self._dlq, 500):
+            for record in records:
+                yield _kafka_letter(record)
 
     async def retry(self, letter_ids: Sequence[str] | None = None) -> int:
         """Re-publish the letters not retried before (all, or those named), then commit."""
@@ -194,28 +197,6 @@ class KafkaDeadLetters:
             self._producer = AIOKafkaProducer(bootstrap_servers=self._servers, acks="all")
             await self._producer.start()
         return self._producer
-
-    async def _records(self, group: str | None) -> AsyncIterator[Any]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        from consumers.sources import read_to_high_watermarks
-
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._servers, group_id=group)
-        await consumer.start()
-        try:
-            await consumer.topics()
-            partitions = [
-                TopicPartition(self._dlq, p) for p in consumer.partitions_for_topic(self._dlq) or ()
-            ]
-            if not partitions:
-                return
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            async for records in read_to_high_watermarks(consumer, partitions, 500):
-                for record in records:
-                    yield record
-        finally:
-            await consumer.stop()
 
 
 async def _joined(consumer: Any, timeout: float = 60.0) -> list[Any]:

@@ -1,7 +1,6 @@
 """A projection following a Kafka topic as a consumer group."""
 
 import logging
-from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -44,7 +43,7 @@ class KafkaTopicConsumer(ProjectionConsumer):
             ack_policy=AckPolicy.NACK_ON_ERROR,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_session_timeout_ms // 3,
-        )(self._handle)
+        )(self.on_batch)
 
     async def _start_consuming(self) -> None:
         await ensure_topic(
@@ -57,6 +56,3 @@ class KafkaTopicConsumer(ProjectionConsumer):
 
     async def _stop_consuming(self) -> None:
         await self.broker.stop()
-
-    async def _handle(self, body: list[Any]) -> None:
-        await self.handle(body)

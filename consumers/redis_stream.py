@@ -50,7 +50,7 @@ class RedisStreamConsumer(ProjectionConsumer):
                 max_records=settings.consumer_batch_size,
             ),
             ack_policy=AckPolicy.NACK_ON_ERROR,
-        )(self._handle)
+        )(self.on_batch)
 
     async def _start_consuming(self) -> None:
         client: Redis = await self.broker.connect()
@@ -87,21 +87,12 @@ class RedisStreamConsumer(ProjectionConsumer):
                 start_id=start,
                 count=self.settings.consumer_batch_size,
             )
-            start, entries = reply[0], [(i, f) for i, f in reply[1] if f is not None]
-            if entries:
-                logger.warning("%s: claimed %d abandoned entries", self.group, len(entries))
-                await self.handle(
-                    [fields.get(STREAM_FIELD.encode(), b"") for _, fields in entries],
-                    [entry_id.decode() for entry_id, _ in entries],
-                )
-                await client.xack(
-                    self.settings.stream, self.group, *[entry_id for entry_id, _ in entries]
-                )
+            start, claimed = reply[0], reply[1]
+            if claimed:
+                logger.warning("%s: claimed %d abandoned entries", self.group, len(claimed))
+                await self._apply_entries(client, claimed)
             if start in (b"0-0", "0-0"):
                 return
-
-    async def _handle(self, body: list[Any]) -> None:
-        await self.handle(body)
 
     async def _ensure_group(self, client: Redis) -> None:
         # Created here rather than by FastStream, which creates groups at `$`: a group made
@@ -123,20 +114,20 @@ class RedisStreamConsumer(ProjectionConsumer):
                 {self.settings.stream: "0"},
                 count=self.settings.consumer_batch_size,
             )
-            # A pending entry trimmed from the stream comes back without fields: skip it.
             delivered = reply[0][1] if reply else []
-            entries = [(entry_id, fields) for entry_id, fields in delivered if fields is not None]
             if not delivered:
                 return
-            if not entries:
-                await client.xack(
-                    self.settings.stream, self.group, *[entry_id for entry_id, _ in delivered]
-                )
-                continue
+            await self._apply_entries(client, delivered)
+
+    async def _apply_entries(self, client: Redis, delivered: list[Any]) -> None:
+        # An entry trimmed from the stream while pending comes back without fields: there is
+        # nothing to apply, only to acknowledge.
+        entries = [(entry_id, fields) for entry_id, fields in delivered if fields is not None]
+        if entries:
             await self.handle(
                 [fields.get(STREAM_FIELD.encode(), b"") for _, fields in entries],
                 [entry_id.decode() for entry_id, _ in entries],
             )
-            await client.xack(
-                self.settings.stream, self.group, *[entry_id for entry_id, _ in entries]
-            )
+        await client.xack(
+            self.settings.stream, self.group, *[entry_id for entry_id, _ in delivered]
+        )

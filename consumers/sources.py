@@ -86,27 +86,34 @@ class KafkaTopicSource:
 
     async def batches(self, size: int) -> AsyncIterator[list[Envelope]]:
         """Read every partition from the beginning to its end when the read began."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        async for records in read_topic(self._servers, self._topic, size):
+            batch = []
+            for record in records:
+                batch.extend(_from_record(record.value, f"{record.partition}@{record.offset}"))
+            if batch:
+                yield batch
 
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._servers, enable_auto_commit=False, group_id=None
-        )
-        await consumer.start()
-        try:
-            partitions = await _partitions(consumer, self._topic)
-            assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            if not assigned:
-                return
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
-            async for records in read_to_high_watermarks(consumer, assigned, size):
-                batch = []
-                for record in records:
-                    batch.extend(_from_record(record.value, f"{record.partition}@{record.offset}"))
-                if batch:
-                    yield batch
-        finally:
-            await consumer.stop()
+
+async def read_topic(servers: list[str], topic: str, size: int) -> AsyncIterator[list[Any]]:
+    """Every partition's records from the beginning, by manual assignment (no group)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        # A fresh client may not have the topic's metadata yet: `topics()` fetches it.
+        await consumer.topics()
+        assigned = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not assigned:
+            return
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        async for records in read_to_high_watermarks(consumer, assigned, size):
+            yield records
+    finally:
+        await consumer.stop()
 
 
 async def read_to_high_watermarks(
@@ -144,12 +151,6 @@ def broker_source(broker_url: str, stream: str) -> EventSource:
     if broker_kind(broker_url) == "kafka":
         return KafkaTopicSource(kafka_servers(broker_url), stream)
     return RedisStreamSource(broker_url, stream)
-
-
-async def _partitions(consumer: Any, topic: str) -> set[int]:
-    # A fresh client may not have the topic's metadata yet: `topics()` fetches it.
-    await consumer.topics()
-    return set(consumer.partitions_for_topic(topic) or set())
 
 
 def _from_record(value: bytes | None, where: str) -> list[Envelope]:

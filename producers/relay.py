@@ -148,19 +148,24 @@ async def _in_user_order(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[
         foreign = await conn.fetch(_FOREIGN_PENDING, subjects, max(ids), ids)
         held = {row["subject"]: row["first_id"] for row in foreign}
     return [
-        PendingEvent(
-            outbox_id=row["id"],
-            subject=row["subject"],
-            payload=row["payload"],
-            event_id=row["event_id"],
-            type=row["type"],
-            sequence=row["sequence"],
-            time=row["occurred_at"],
-            source=row["source"],
-        )
+        pending_event(row)
         for row in rows
         if row["subject"] not in held or row["id"] < held[row["subject"]]
     ]
+
+
+def pending_event(row: Any) -> PendingEvent:
+    """An outbox row, as `_LOCK_PENDING` selects it, ready to publish."""
+    return PendingEvent(
+        outbox_id=row["id"],
+        subject=row["subject"],
+        payload=row["payload"],
+        event_id=row["event_id"],
+        type=row["type"],
+        sequence=row["sequence"],
+        time=row["occurred_at"],
+        source=row["source"],
+    )
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

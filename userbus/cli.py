@@ -22,11 +22,12 @@ from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
 from events import json_schemas
 from events.wire import BROKER_LOGGER
+from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, projection_named
-from userbus.run import run_api, run_consumer, run_relay_until, run_until_signal
+from userbus.run import run_api, run_consumer, run_until_signal
 
 app = typer.Typer(
     help="userbus: users, passwords and their lifecycle events.", no_args_is_help=True
@@ -94,7 +95,7 @@ def api(
 def relay() -> None:
     """Publish committed outbox events to the broker."""
     settings = RelaySettings()
-    run_until_signal(lambda stop: run_relay_until(settings, stop))
+    run_until_signal(lambda stop: run_relay(settings, stop))
 
 
 @app.command()

@@ -11,9 +11,10 @@ from auth.migrations import upgrade
 from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
 from events.brokers import broker_kind
+from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.embedded import EmbeddedPostgres, EmbeddedValkey
-from userbus.run import run_api, run_consumer, run_relay_until
+from userbus.run import run_api, run_consumer
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
         )
         parts = [
             run_api(auth, stop, host=settings.api_host, port=settings.api_port),
-            run_relay_until(relay, stop),
+            run_relay(relay, stop),
             run_consumer(consumer, "profiles", stop),
         ]
         tasks = [asyncio.create_task(part) for part in parts]

@@ -14,8 +14,6 @@ from consumers.app import create_consumer_app
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.main import run_notifier
 from downstream_examples.notifier.projection import NotifierProjection
-from producers.main import run_relay
-from producers.settings import RelaySettings
 from userbus.projections import projection_named
 
 logger = logging.getLogger(__name__)
@@ -55,11 +53,6 @@ async def run_consumer(settings: ConsumerSettings, name: str, stop: asyncio.Even
         await stop.wait()
     finally:
         await consumer.stop()
-
-
-async def run_relay_until(settings: RelaySettings, stop: asyncio.Event) -> None:
-    """Run the outbox relay until `stop` is set."""
-    await run_relay(settings, stop)
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

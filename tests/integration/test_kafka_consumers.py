@@ -41,7 +41,7 @@ class CrashingBeforeCommit(KafkaTopicConsumer):
 
     crashed = False
 
-    async def _handle(self, body: list[Any]) -> None:
+    async def on_batch(self, body: list[Any]) -> None:
         await self.handle(body)
         if not self.crashed:
             self.crashed = True
