@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from consumers.tracking import lock_positions, save_positions, tracking_table
-from events import Envelope, MalformedEventError, UnknownEventTypeError, event_from_envelope
+from events import Envelope, Event, MalformedEventError, UnknownEventTypeError, event_from_envelope
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,30 @@ class BatchOutcome:
         self.skipped += other.skipped
         self.gaps += other.gaps
         self.rejected.extend(other.rejected)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An envelope and its typed event; no event for an unknown type or malformed data."""
+
+    envelope: Envelope
+    event: Event | None
+    # Why the data does not fit its type (the event goes to the dead letters).
+    malformed: str | None = None
+
+
+def decode(envelope: Envelope) -> Decoded:
+    """Validate the event inside an envelope, before any transaction starts.
+
+    Consumers decode a batch while the previous one's transaction runs, so that the CPU
+    work and the database round trips overlap.
+    """
+    try:
+        return Decoded(envelope, event_from_envelope(envelope))
+    except UnknownEventTypeError:
+        return Decoded(envelope, None)
+    except MalformedEventError as exc:
+        return Decoded(envelope, None, exc.reason)
 
 
 class ProjectionApplier:
@@ -62,16 +86,25 @@ class ProjectionApplier:
         self, conn: AsyncConnection, envelopes: Sequence[Envelope]
     ) -> BatchOutcome:
         """Apply the batch in `conn`'s transaction; the caller commits."""
+        return await self.apply_decoded(conn, [decode(e) for e in envelopes])
+
+    async def apply_decoded(self, conn: AsyncConnection, batch: Sequence[Decoded]) -> BatchOutcome:
+        """Apply an already decoded batch in `conn`'s transaction; the caller commits."""
         outcome = BatchOutcome()
-        if not envelopes:
+        if not batch:
             return outcome
-        positions = await lock_positions(conn, self.tracking, [e.user_id for e in envelopes])
+        positions, created = await lock_positions(conn, self.tracking, _final_positions(batch))
         advanced: dict[UUID, int] = {}
-        for envelope in envelopes:
+        due: list[tuple[Event, Envelope]] = []
+        for item in batch:
+            envelope = item.envelope
             subject = envelope.user_id
             last = positions[subject]
             if envelope.sequence <= last:
                 outcome.duplicates += 1
+                continue
+            if item.malformed is not None:
+                outcome.rejected.append((envelope, item.malformed))
                 continue
             if envelope.sequence > last + 1:
                 outcome.gaps += 1
@@ -82,25 +115,45 @@ class ProjectionApplier:
                     last,
                     envelope.sequence,
                 )
-            try:
-                event = event_from_envelope(envelope)
-            except UnknownEventTypeError as exc:
+            if item.event is None:
                 # A newer producer: acknowledge and move on, never break on it.
                 if self.projection.keeps_unknown_types:
+                    await self._apply_due(conn, due)
                     await self.projection.apply_unknown(conn, envelope)
                     outcome.applied += 1
                 else:
-                    logger.warning("%s: skipping %s", self.projection.name, exc)
+                    logger.warning(
+                        "%s: skipping unknown type %s", self.projection.name, envelope.type
+                    )
                     outcome.skipped += 1
-            except MalformedEventError as exc:
-                outcome.rejected.append((envelope, exc.reason))
-                continue
+            elif type(item.event) in self.projection.handles:
+                due.append((item.event, envelope))
+                outcome.applied += 1
             else:
-                if type(event) in self.projection.handles:
-                    await self.projection.apply(conn, event, envelope)
-                    outcome.applied += 1
-                else:
-                    outcome.skipped += 1
-            positions[subject] = advanced[subject] = envelope.sequence
+                outcome.skipped += 1
+            positions[subject] = envelope.sequence
+            if subject not in created:
+                advanced[subject] = envelope.sequence
+        await self._apply_due(conn, due)
         await save_positions(conn, self.tracking, advanced)
         return outcome
+
+    async def _apply_due(self, conn: AsyncConnection, due: list[tuple[Event, Envelope]]) -> None:
+        if due:
+            await self.projection.apply_many(conn, due)
+            due.clear()
+
+
+def _final_positions(batch: Sequence[Decoded]) -> dict[UUID, int]:
+    """Each user's position once the batch is applied, if the user is new to the projection.
+
+    For a user with no tracking record yet, every event of the batch is due except the
+    malformed ones and repeats within the batch, so the record can be created at its final
+    position at once, saving an UPDATE per new user.
+    """
+    final: dict[UUID, int] = {}
+    for item in batch:
+        subject = item.envelope.user_id
+        sequence = 0 if item.malformed is not None else item.envelope.sequence
+        final[subject] = max(final.get(subject, 0), sequence)
+    return final

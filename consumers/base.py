@@ -3,14 +3,15 @@
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from consumers.applier import BatchOutcome, ProjectionApplier
+from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode
 from consumers.dead_letters import DeadLetter, DeadLetterQueue, body_bytes, dead_letters_for
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
@@ -39,19 +40,36 @@ def is_transient(exc: BaseException) -> bool:
 
 
 _TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+# Events decoded between two looks at the event loop (about 1 ms of work).
+_DECODE_SLICE = 100
 
 
 class _ConnectFailedError(Exception):
     """No connection to the projection's database could be opened."""
 
 
+@dataclass(slots=True)
+class Delivery:
+    """One batch as read from the broker, decoded, with what acknowledges it."""
+
+    decoded: list[Decoded]
+    bad: list[DeadLetter]
+    # Broker-specific: the entry ids (Redis), the next offset of each partition (Kafka).
+    receipt: Any
+
+
 class ProjectionConsumer(ABC):
-    """A projection fed by a broker; subclasses connect `apply` to their subscription.
+    """A projection fed by a broker; subclasses fetch batches and acknowledge them.
 
     The projection's name is the consumer group. A message is acknowledged (Redis XACK,
     Kafka offset commit) only after the transaction holding its effect and its tracking
     records has committed, so a crash at any point leaves it to be delivered again, and
     the tracking records make that redelivery change nothing.
+
+    Two tasks run: a reader fetches and decodes the next batch while the applier's
+    transaction for the previous one runs, so that this process's CPU work overlaps the
+    database's. The applier takes batches in the order they were read, and does not move
+    on from one until it is applied and acknowledged.
     """
 
     def __init__(
@@ -67,56 +85,137 @@ class ProjectionConsumer(ABC):
         self.dead_letters: DeadLetterQueue = dead_letters_for(settings.broker_url, settings.stream)
         self.dead_lettered = 0
         self._stopping = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._applying: asyncio.Task[None] | None = None
+        self._busy = False
 
     async def start(self) -> None:
-        """Create the projection's tables, then start consuming."""
+        """Create the projection's tables, connect, and start consuming in the background."""
         async with self.engine.begin() as conn:
             await self.applier.setup(conn)
-        await self._start_consuming()
+        await self._connect()
+        # One batch read ahead: enough to overlap, and a stop leaves little unacknowledged.
+        queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=1)
+        self._reader = asyncio.create_task(self._read(queue), name=f"{self.group}-reader")
+        self._applying = asyncio.create_task(self._apply(queue), name=f"{self.group}-applier")
 
     async def stop(self) -> None:
-        """Stop consuming; an unfinished batch stays unacknowledged and comes again."""
+        """Finish and acknowledge the batch being applied, then disconnect.
+
+        A batch read ahead but not yet applied stays unacknowledged and comes again.
+        """
         self._stopping.set()
-        await self._stop_consuming()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._applying is not None:
+            if not self._busy:
+                self._applying.cancel()  # waiting for a batch: nothing in hand
+            for outcome in await asyncio.gather(self._applying, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    logger.warning("%s: stopped during a batch: %r", self.group, outcome)
+        await self._disconnect()
         await self.dead_letters.close()
         await self.engine.dispose()
 
+    async def _read(self, queue: "asyncio.Queue[Delivery]") -> None:
+        delay = 0.1
+        while True:
+            try:
+                fetched = await self._fetch()
+            except Exception as exc:
+                # The broker is away or restarting: keep trying; nothing read is lost,
+                # because nothing is acknowledged before it is applied.
+                logger.warning("%s: reading from the broker failed (%r); retrying", self.group, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            if fetched is None:
+                continue
+            bodies, origins, receipt = fetched
+            decoded: list[Decoded] = []
+            bad: list[DeadLetter] = []
+            for start in range(0, len(bodies), _DECODE_SLICE):
+                more, worse = self.decode(
+                    bodies[start : start + _DECODE_SLICE], origins[start : start + _DECODE_SLICE]
+                )
+                decoded += more
+                bad += worse
+                # Let the applier's transaction go on between slices: a database reply that
+                # arrives meanwhile is answered at once, so the two really overlap.
+                await asyncio.sleep(0)
+            await queue.put(Delivery(decoded, bad, receipt))
+
+    async def _apply(self, queue: "asyncio.Queue[Delivery]") -> None:
+        while not self._stopping.is_set():
+            delivery = await queue.get()
+            self._busy = True
+            try:
+                await self._settle_and_acknowledge(delivery)
+            finally:
+                self._busy = False
+
+    async def _settle_and_acknowledge(self, delivery: Delivery) -> None:
+        await self._persist("apply", lambda: self.settle(delivery.decoded, delivery.bad))
+        await self._persist("acknowledge", lambda: self._acknowledge(delivery.receipt))
+
+    async def _persist(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` until it succeeds: a batch is never skipped, so later ones wait."""
+        delay = 0.1
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                logger.warning("%s: could not %s a batch (%r); retrying", self.group, what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def decode(
+        self, bodies: Sequence[Any], origins: Sequence[str] = ()
+    ) -> tuple[list[Decoded], list[DeadLetter]]:
+        """Parse message bodies; one that is not an event envelope becomes a dead letter."""
+        origins = list(origins) or [""] * len(bodies)
+        decoded, bad = [], []
+        for body, origin in zip(bodies, origins, strict=True):
+            try:
+                decoded.append(decode(parse_envelope(body)))
+            except (ValidationError, MalformedEventError, TypeError, ValueError) as exc:
+                bad.append(DeadLetter(body_bytes(body), f"not an event: {exc}", self.group, origin))
+        return decoded, bad
+
     async def handle(self, bodies: Sequence[Any], origins: Sequence[str] = ()) -> None:
-        """Apply a batch of message bodies; what cannot be applied goes to the dead letters.
+        """Decode and apply a batch of message bodies (see `settle`)."""
+        await self.settle(*self.decode(bodies, origins))
+
+    async def settle(self, decoded: Sequence[Decoded], bad: Sequence[DeadLetter] = ()) -> None:
+        """Apply a decoded batch; what cannot be applied goes to the dead letters.
 
         A body that is not an event envelope is dead-lettered at once. If the batch fails
         for a reason other than the database being away, its events are applied one at a
         time, each with `consumer_max_attempts` tries, so one poison event cannot hold up
         the rest.
         """
-        origins = list(origins) or [""] * len(bodies)
-        envelopes, bad = [], []
-        for body, origin in zip(bodies, origins, strict=True):
-            try:
-                envelopes.append(parse_envelope(body))
-            except (ValidationError, MalformedEventError, TypeError, ValueError) as exc:
-                bad.append(DeadLetter(body_bytes(body), f"not an event: {exc}", self.group, origin))
         if bad:
-            await self._dead_letter(bad)
+            await self._dead_letter(list(bad))
         try:
-            await self.apply(envelopes)
+            await self.apply(decoded)
         except Exception as exc:
             if self._stopping.is_set():
                 raise
             logger.warning("%s: batch failed (%r); applying its events one by one", self.group, exc)
-            for envelope in envelopes:
-                await self._apply_with_attempts(envelope)
+            for item in decoded:
+                await self._apply_with_attempts(item)
 
-    async def on_batch(self, body: list[Any]) -> None:
-        """The subscribers' handler: FastStream passes the decoded bodies of one batch."""
-        await self.handle(body)
-
-    async def apply(self, envelopes: Sequence[Envelope]) -> None:
+    async def apply(self, decoded: Sequence[Decoded]) -> None:
         """Apply a batch, retrying while the database is unavailable."""
         delay = 0.1
         while True:
             try:
-                outcome = await self._apply_once(envelopes)
+                outcome = await self._apply_once(decoded)
                 break
             except Exception as exc:
                 transient = isinstance(exc, _ConnectFailedError) or is_transient(exc)
@@ -134,7 +233,7 @@ class ProjectionConsumer(ABC):
                 ]
             )
 
-    async def _apply_once(self, envelopes: Sequence[Envelope]) -> BatchOutcome:
+    async def _apply_once(self, decoded: Sequence[Decoded]) -> BatchOutcome:
         try:
             conn = await self.engine.connect()
         except Exception as exc:
@@ -143,15 +242,16 @@ class ProjectionConsumer(ABC):
             raise _ConnectFailedError(exc) from exc
         try:
             async with conn.begin():
-                return await self.applier.apply_batch(conn, envelopes)
+                return await self.applier.apply_decoded(conn, decoded)
         finally:
             await conn.close()
 
-    async def _apply_with_attempts(self, envelope: Envelope) -> None:
+    async def _apply_with_attempts(self, item: Decoded) -> None:
+        envelope = item.envelope
         error: Exception | None = None
         for attempt in range(1, self.settings.consumer_max_attempts + 1):
             try:
-                await self.apply([envelope])
+                await self.apply([item])
                 return
             except Exception as exc:
                 if self._stopping.is_set():
@@ -173,12 +273,20 @@ class ProjectionConsumer(ABC):
         self.dead_lettered += len(letters)
 
     @abstractmethod
-    async def _start_consuming(self) -> None:
-        """Connect to the broker and begin delivering batches to `apply`."""
+    async def _connect(self) -> None:
+        """Connect to the broker (and recover what this member left unfinished)."""
 
     @abstractmethod
-    async def _stop_consuming(self) -> None:
-        """Finish the batch in hand and disconnect."""
+    async def _fetch(self) -> tuple[list[Any], list[str], Any] | None:
+        """The next batch: message bodies, their origins for logs, and a receipt; None if idle."""
+
+    @abstractmethod
+    async def _acknowledge(self, receipt: Any) -> None:
+        """Acknowledge a batch that is applied (its transaction committed)."""
+
+    @abstractmethod
+    async def _disconnect(self) -> None:
+        """Close the broker connections."""
 
 
 def parse_envelope(body: Any) -> Envelope:

@@ -1,6 +1,7 @@
 """The Projection base class: a read model built from events, in its own schema."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
 from sqlalchemy import MetaData, text
@@ -28,6 +29,18 @@ class Projection(ABC):
     @abstractmethod
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Change the view for one event of a handled type."""
+
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
+        """Change the view for several events of handled types, in the order given.
+
+        The toolkit hands over every event of a batch that is due (duplicates already
+        dropped) in one call. This default applies them one at a time; override it to write
+        them in fewer statements, keeping each user's events in order.
+        """
+        for event, envelope in batch:
+            await self.apply(conn, event, envelope)
 
     async def apply_unknown(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Record an event of a type this contract does not know (only if keeps_unknown_types)."""

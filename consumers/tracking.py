@@ -4,7 +4,7 @@ They are written in the projection's own transaction, so the view and its tracki
 together: a redelivered event finds its sequence already recorded and changes nothing.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from uuid import UUID
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Uuid, func, text
@@ -23,26 +23,38 @@ def tracking_table(schema: str) -> Table:
 
 
 async def lock_positions(
-    conn: AsyncConnection, table: Table, subjects: Sequence[UUID]
-) -> dict[UUID, int]:
+    conn: AsyncConnection, table: Table, final: Mapping[UUID, int]
+) -> tuple[dict[UUID, int], set[UUID]]:
     """The last applied sequence of each subject, row-locked until the transaction ends.
 
-    The lock serialises two consumers that hold events of the same user, so both cannot
-    read the same position and apply the same event.
+    `final` maps each subject of the batch to its position once the batch is applied. A
+    subject without a record gets one at that position at once (its position before is 0);
+    the returned set names them, so that `save_positions` skips them. The row lock
+    serialises two consumers that hold events of the same user, so both cannot read the
+    same position and apply the same event.
     """
-    ordered = sorted(set(subjects))  # one lock order everywhere: no deadlocks
-    # One round trip: a new subject gets position 0; an existing one is locked by the no-op
-    # update and RETURNING gives its current position.
+    ordered = sorted(final)  # one lock order everywhere: no deadlocks
+    # One round trip: a new subject is inserted (xmax = 0 tells a row this statement
+    # inserted); an existing one is locked by the no-op update, and RETURNING gives its
+    # current position.
     rows = await conn.execute(
         text(
             f'INSERT INTO "{table.schema}".tracking AS t (subject, sequence) '
-            "SELECT unnest(CAST(:subjects AS uuid[])), 0 "
+            "SELECT * FROM unnest(CAST(:subjects AS uuid[]), CAST(:sequences AS int[])) "
             "ON CONFLICT (subject) DO UPDATE SET subject = t.subject "
-            "RETURNING t.subject, t.sequence"
+            "RETURNING t.subject, t.sequence, (t.xmax = 0) AS created"
         ),
-        {"subjects": ordered},
+        {"subjects": ordered, "sequences": [final[s] for s in ordered]},
     )
-    return {row.subject: row.sequence for row in rows}
+    positions: dict[UUID, int] = {}
+    created: set[UUID] = set()
+    for subject, sequence, inserted in rows:
+        if inserted:
+            created.add(subject)
+            positions[subject] = 0
+        else:
+            positions[subject] = sequence
+    return positions, created
 
 
 async def save_positions(

@@ -1,6 +1,7 @@
 """The base event class and the CloudEvents 1.0 envelope every event travels in."""
 
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
@@ -51,7 +52,7 @@ class Envelope(BaseModel):
         # Normalised, so that an upper-case UUID still equals data.user_id.
         return str(UUID(value))
 
-    @property
+    @cached_property
     def user_id(self) -> UUID:
         """The user the event is about (the CloudEvents `subject`)."""
         return UUID(self.subject)

@@ -1,11 +1,16 @@
 """The lifecycle events of a user account."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import EmailStr
+from pydantic import StringConstraints
 
 from events.base import Event
+
+# The auth service validates addresses fully (email-validator) where they enter the system;
+# in the contract a cheap shape check is enough, and every consumer parses every event:
+# email-validator made up 85 % of an event's validation time.
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 
 Role = Literal["user", "admin"]
 Status = Literal["active", "disabled", "pending"]
@@ -15,7 +20,7 @@ class UserRegistered(Event):
     """A new account exists."""
 
     username: str
-    email: EmailStr
+    email: Email
     role: Role
     registered_at: datetime
     display_name: str | None = None
@@ -48,7 +53,7 @@ class UserUpdated(Event):
     sparse = True
 
     updated_at: datetime
-    email: EmailStr | None = None
+    email: Email | None = None
     display_name: str | None = None
 
 

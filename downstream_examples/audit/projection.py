@@ -1,5 +1,6 @@
 """AuditProjection: every event of every user, appended to `audit.events` and never changed."""
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from sqlalchemy import text
@@ -42,20 +43,34 @@ class AuditProjection(Projection):
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Append the event; one already recorded (same id) is left as it is."""
-        await self.apply_unknown(conn, envelope)
+        await _append(conn, [envelope])
+
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
+        """Append the events in one statement."""
+        await _append(conn, [envelope for _, envelope in batch])
 
     async def apply_unknown(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Append an event of any type, as delivered."""
-        await conn.execute(
-            insert(audit_events)
-            .values(
-                event_id=envelope.id,
-                user_id=envelope.user_id,
-                sequence=envelope.sequence,
-                type=envelope.type,
-                occurred_at=envelope.time,
-                source=envelope.source,
-                data=envelope.data,
-            )
-            .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
-        )
+        await _append(conn, [envelope])
+
+
+async def _append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+    rows = [
+        {
+            "event_id": envelope.id,
+            "user_id": envelope.user_id,
+            "sequence": envelope.sequence,
+            "type": envelope.type,
+            "occurred_at": envelope.time,
+            "source": envelope.source,
+            "data": envelope.data,
+        }
+        for envelope in envelopes
+    ]
+    await conn.execute(
+        insert(audit_events)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
+    )

@@ -1,9 +1,9 @@
 """ProfileProjection: a profile row per registered user, kept up to date, removed on deletion."""
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import delete, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
@@ -26,31 +26,57 @@ class ProfileProjection(Projection):
         for statement in SCHEMA_UPGRADES:
             await conn.execute(text(statement))
 
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
+        """Apply in order, inserting each run of consecutive registrations in one statement."""
+        registrations: list[UserRegistered] = []
+        for event, envelope in batch:
+            if isinstance(event, UserRegistered):
+                registrations.append(event)
+                continue
+            # An update or deletion may concern a user registered earlier in this run.
+            await _register_all(conn, registrations)
+            registrations.clear()
+            await self.apply(conn, event, envelope)
+        await _register_all(conn, registrations)
+
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Insert the profile on registration, change it on update, delete it on deletion."""
         match event:
             case UserRegistered():
-                await _register(conn, event)
+                await _register_all(conn, [event])
             case UserUpdated():
                 await _update(conn, event)
             case UserDeleted():
                 await conn.execute(delete(profiles).where(profiles.c.user_id == event.user_id))
 
 
-async def _register(conn: AsyncConnection, event: UserRegistered) -> None:
-    row = {
-        "user_id": event.user_id,
-        "username": event.username,
-        "email": event.email,
-        "display_name": event.display_name,
-        "registered_at": event.registered_at,
-        "updated_at": event.registered_at,
-    }
-    # Idempotent by itself too: a registration seen again leaves the row as it is, so it
-    # cannot undo updates applied since.
+async def _register_all(conn: AsyncConnection, events: Sequence[UserRegistered]) -> None:
+    if not events:
+        return
+    # One INSERT for the lot, the columns as arrays. Idempotent by itself too: a
+    # registration seen again leaves the row as it is, so it cannot undo updates applied since.
     await conn.execute(
-        insert(profiles).values(row).on_conflict_do_nothing(index_elements=[profiles.c.user_id])
+        _INSERT_REGISTRATIONS,
+        {
+            "user_ids": [e.user_id for e in events],
+            "usernames": [e.username for e in events],
+            "emails": [e.email for e in events],
+            "display_names": [e.display_name for e in events],
+            "registered_at": [e.registered_at for e in events],
+        },
     )
+
+
+_INSERT_REGISTRATIONS = text(
+    f"INSERT INTO {SCHEMA}.profiles "
+    "(user_id, username, email, display_name, registered_at, updated_at) "
+    "SELECT u, n, e, d, r, r FROM unnest(CAST(:user_ids AS uuid[]), CAST(:usernames AS text[]), "
+    "CAST(:emails AS text[]), CAST(:display_names AS text[]), "
+    "CAST(:registered_at AS timestamptz[])) AS p(u, n, e, d, r) "
+    "ON CONFLICT (user_id) DO NOTHING"
+)
 
 
 async def _update(conn: AsyncConnection, event: UserUpdated) -> None:

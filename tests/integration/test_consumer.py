@@ -202,11 +202,13 @@ class PoisonedProjection(ProfileProjection):
         self.poison = poison
         self.attempts = 0
 
-    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
-        if envelope.data.get("username") == self.poison:
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
+        if any(envelope.data.get("username") == self.poison for _, envelope in batch):
             self.attempts += 1
             raise ValueError("this event breaks the handler")
-        await super().apply(conn, event, envelope)
+        await super().apply_many(conn, batch)
 
 
 async def test_a_poison_event_is_dead_lettered_after_its_attempts_and_the_rest_applies(
@@ -261,11 +263,13 @@ class FlakyDatabaseProjection(ProfileProjection):
     def __init__(self, failures: int) -> None:
         self.failures = failures
 
-    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise OperationalError("SELECT 1", {}, ConnectionResetError("database went away"))
-        await super().apply(conn, event, envelope)
+        await super().apply_many(conn, batch)
 
 
 async def test_a_database_outage_is_retried_in_place_and_loses_nothing(
@@ -322,15 +326,17 @@ async def test_entries_a_dead_member_left_pending_are_claimed_by_a_live_one(
 
 
 class SlowProjection(ProfileProjection):
-    """Takes its time over each event, so that a stop arrives mid-batch."""
+    """Takes its time over each batch, so that a stop arrives mid-batch."""
 
     def __init__(self) -> None:
         self.entered = asyncio.Event()
 
-    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
         self.entered.set()
         await asyncio.sleep(0.5)
-        await super().apply(conn, event, envelope)
+        await super().apply_many(conn, batch)
 
 
 async def test_stopping_finishes_the_batch_in_hand_and_acknowledges_it(
@@ -344,3 +350,34 @@ async def test_stopping_finishes_the_batch_in_hand_and_acknowledges_it(
     await consumer.stop()  # as on SIGTERM: while the handler is in the middle of the batch
     assert [row[1] for row in await profiles(engine)] == ["slowpoke"]
     assert await pending(consumer_settings) == 0
+
+
+async def test_a_redis_group_that_vanishes_is_created_again_and_consuming_goes_on(
+    isolated_database_url: str, redis_url: str, stream: str, engine: AsyncEngine
+) -> None:
+    # As after a Valkey restart without its data: the stream and its group are gone.
+    settings = ConsumerSettings(
+        database_url=isolated_database_url,
+        broker_url=redis_url,
+        stream=stream,
+        consumer_group=f"profiles-{uuid.uuid4().hex[:8]}",
+    )
+    consumer = create_consumer_app(settings, ProfileProjection())
+    await consumer.start()
+    try:
+        await xadd(redis_url, stream, [registered("before")])
+        await eventually(lambda: _count(profiles(engine), 1))
+        client = redis.Redis.from_url(redis_url)
+        try:
+            await client.delete(stream)
+        finally:
+            await client.aclose()
+        await asyncio.sleep(0.2)  # the reader meets the missing group
+        await xadd(redis_url, stream, [registered("after")])
+        await eventually(lambda: _count(profiles(engine), 2), timeout=15)
+    finally:
+        await consumer.stop()
+
+
+async def _count(rows: Any, expected: int) -> bool:
+    return len(await rows) == expected

@@ -375,12 +375,14 @@ class PoisonedProjection(ProfileProjection):
         self.poison = poison
         self.attempts = 0
 
-    async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
-        """Fail on a poisoned event, as a handler bug would; apply any other."""
-        if envelope.id in self.poison:
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
+        """Fail on a batch holding a poisoned event, as a handler bug would; apply any other."""
+        if any(envelope.id in self.poison for _, envelope in batch):
             self.attempts += 1
             raise ValueError("this event breaks the handler")
-        await super().apply(conn, event, envelope)
+        await super().apply_many(conn, batch)
 
 
 async def test_poison_messages_are_dead_lettered_and_everything_else_applies(
