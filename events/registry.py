@@ -73,7 +73,7 @@ def event_from_envelope(envelope: Envelope) -> Event:
         event = cls.model_validate(envelope.data)
     except ValidationError as exc:
         raise MalformedEventError(_summarise(exc)) from exc
-    if str(event.user_id) != envelope.subject:
+    if event.user_id != envelope.user_id:
         raise MalformedEventError("data.user_id differs from subject")
     return event
 
