@@ -12,13 +12,19 @@ Status = Literal["active", "disabled", "pending"]
 
 
 class UserRegistered(Event):
-    """A new account exists."""
+    """A new account exists.
+
+    `status` is `pending` when the auth service waits for the profile service's answer
+    (ProfileCreated or ProfileRejected) before it activates the account; older events lack
+    the field and were all active.
+    """
 
     username: str
     email: EmailStr
     role: Role
     registered_at: datetime
     display_name: str | None = None
+    status: Status = "active"
 
 
 class PasswordChanged(Event):

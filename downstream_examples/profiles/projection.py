@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
+from downstream_examples.profiles.answers import answer_registrations, create_answer_outbox
 from downstream_examples.profiles.tables import SCHEMA, SCHEMA_UPGRADES, metadata, profiles
 from events import Envelope, Event, UserDeleted, UserRegistered, UserUpdated
 
@@ -25,12 +26,16 @@ class ProfileProjection(Projection):
         await super().create_tables(conn)
         for statement in SCHEMA_UPGRADES:
             await conn.execute(text(statement))
+        await create_answer_outbox(conn)
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Insert the profile on registration, change it on update, delete it on deletion."""
         match event:
             case UserRegistered():
-                await _register(conn, event)
+                # The registration saga: a pending user's registration is answered (and
+                # refused ones get no profile); see answers.py.
+                for accepted in await answer_registrations(conn, [event]):
+                    await _register(conn, accepted)
             case UserUpdated():
                 await _update(conn, event)
             case UserDeleted():
