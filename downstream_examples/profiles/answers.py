@@ -9,14 +9,16 @@ producers.outbox) in the transaction that writes the profile row: an answer is n
 and never sent for a profile that rolled back. `userbus relay --outbox profiles` publishes
 the answers to their own stream (`userbus.profiles`).
 
-Each user gets one answer, as sequence 1 of that user on the answers stream; an answer
-already written (a redelivered registration, a replay) is kept as it was.
+Each user gets one answer, as sequence 1 of that user on the answers stream. An answer
+already written (a redelivered registration, `userbus replay profiles`) is kept and followed
+as it was, even if the rule has changed since: the auth service acted on that answer.
 """
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,9 +63,15 @@ async def answer_registrations(
     moment = datetime.now(UTC)
     accepted: list[UserRegistered] = []
     answers: list[Event] = []
+    pending = [r.user_id for r in registrations if r.status == "pending"]
+    given = await _given_answers(conn, pending) if pending else {}
     for registration in registrations:
         if registration.status != "pending":
             accepted.append(registration)
+            continue
+        if registration.user_id in given:
+            if given[registration.user_id] == ProfileCreated.type_name():
+                accepted.append(registration)
             continue
         reason = refusal(registration)
         if reason is None:
@@ -76,6 +84,13 @@ async def answer_registrations(
     if answers:
         await _write(conn, answers)
     return accepted
+
+
+async def _given_answers(conn: AsyncConnection, user_ids: list[UUID]) -> dict[UUID, str]:
+    query = select(_outbox.c.subject, _outbox.c.type).where(
+        _outbox.c.subject.in_(user_ids), _outbox.c.sequence == 1
+    )
+    return {row.subject: row.type for row in await conn.execute(query)}
 
 
 async def _write(conn: AsyncConnection, answers: Sequence[Event]) -> None:
@@ -92,5 +107,6 @@ async def _write(conn: AsyncConnection, answers: Sequence[Event]) -> None:
                 "occurred_at": envelope.time,
             }
         )
-    # One answer per user: (subject, sequence 1) already there means it was answered.
+    # One answer per user: should two consumers answer the same user at once, the unique
+    # (subject, sequence) keeps the first.
     await conn.execute(insert(_outbox).values(rows).on_conflict_do_nothing())
