@@ -47,9 +47,10 @@ async def expire_registrations(
 ) -> int:
     """Delete up to `limit` accounts pending for longer than `timeout`, in one transaction.
 
-    The rows are locked with SKIP LOCKED: two sweepers share the work, and an answer being
-    applied to one of them at the same moment either waits for this commit (and finds the
-    account gone) or holds the row (and this sweep skips it).
+    The rows are locked with SKIP LOCKED, so two sweepers share the work. An answer applied
+    to one of them at the same moment either holds the row (this sweep skips it) or fails
+    its versioned update once this sweep has committed, and its retry finds the account
+    gone: a no-op.
     """
     moment = now()
     async with uow:
