@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from events import PROFILE_STREAM
+
 
 def sqlalchemy_url(url: str) -> str:
     """Normalise a PostgreSQL URL to SQLAlchemy's asyncpg dialect."""
@@ -67,6 +69,13 @@ class AuthSettings(DatabaseSettings):
     mailbox_dir: Path | None = None
     # Where the reset mail points; `{token}` is replaced. Without it the mail holds the token.
     password_reset_url: str | None = None
+    # The registration saga: new accounts start `pending` until the profile service answers
+    # on `profile_stream` (ProfileCreated activates, ProfileRejected deletes); one still
+    # pending after the timeout is deleted by the sweeper of `userbus consume registrations`.
+    require_profile: bool = False
+    pending_registration_timeout_seconds: float = Field(default=300.0, gt=0)
+    registration_sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> "AuthSettings":

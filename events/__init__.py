@@ -1,8 +1,10 @@
-"""The userbus event contract: lifecycle events of a user and their CloudEvents envelope."""
+"""The userbus event contract: lifecycle events of a user, the profile service's answers, and
+their CloudEvents envelope."""
 
 from events.base import Envelope, Event
-from events.channels import DEFAULT_STREAM, dead_letter_stream
+from events.channels import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
 from events.errors import EventError, MalformedEventError, UnknownEventTypeError
+from events.profile import ProfileCreated, ProfileRejected
 from events.registry import (
     EVENT_TYPES,
     envelope_from_json,
@@ -23,12 +25,15 @@ from events.user import (
 __all__ = [
     "DEFAULT_STREAM",
     "EVENT_TYPES",
+    "PROFILE_STREAM",
     "Envelope",
     "Event",
     "EventError",
     "MalformedEventError",
     "PasswordChanged",
     "PasswordResetRequested",
+    "ProfileCreated",
+    "ProfileRejected",
     "UnknownEventTypeError",
     "UserDeleted",
     "UserRegistered",

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from events.base import Envelope, Event
 from events.errors import MalformedEventError, UnknownEventTypeError
+from events.profile import ProfileCreated, ProfileRejected
 from events.user import (
     PasswordChanged,
     PasswordResetRequested,
@@ -28,6 +29,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UserRoleChanged,
         UserStatusChanged,
         PasswordResetRequested,
+        ProfileCreated,
+        ProfileRejected,
     )
 }
 

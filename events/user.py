@@ -17,13 +17,19 @@ Status = Literal["active", "disabled", "pending"]
 
 
 class UserRegistered(Event):
-    """A new account exists."""
+    """A new account exists.
+
+    `status` is `pending` when the auth service waits for the profile service's answer
+    (ProfileCreated or ProfileRejected) before it activates the account; older events lack
+    the field and were all active.
+    """
 
     username: str
     email: Email
     role: Role
     registered_at: datetime
     display_name: str | None = None
+    status: Status = "active"
 
 
 class PasswordChanged(Event):

@@ -17,6 +17,7 @@ def create_relay(
         batch_size=settings.relay_batch_size,
         workers=settings.workers,
         fallback_poll_seconds=settings.relay_fallback_poll_seconds,
+        schema=settings.outbox_schema,
     )
 
 

@@ -1,6 +1,7 @@
 """The outbox relay: committed outbox rows -> broker, in per-user order, woken by NOTIFY.
 
-Each batch runs in one transaction: lock queued ids in `auth.outbox_pending` (SKIP LOCKED, so
+Each batch runs in one transaction: lock queued ids in `<schema>.outbox_pending` (`auth` unless
+the relay is given another outbox schema, see producers/outbox.py; SKIP LOCKED, so
 several relays share the work), publish their events, delete them from the queue, commit. A
 crash before the commit leaves them queued, so they are published again: delivery is at least
 once, and consumers absorb the duplicate by its sequence. Work is found through that queue,
@@ -18,39 +19,40 @@ from typing import Any
 import asyncpg
 
 from producers.broker import EventPublisher, PendingEvent
+from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
 from producers.settings import asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "userbus_outbox"
+NOTIFY_CHANNEL = notify_channel(DEFAULT_SCHEMA)
 
 # The batch is locked first and joined after: joined in one step, the planner merge-joins
 # the queue with the whole outbox from its first row, on every batch.
 _LOCK_PENDING = """
     WITH batch AS (
-        SELECT id, subject FROM auth.outbox_pending
+        SELECT id, subject FROM {schema}.outbox_pending
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
     )
     SELECT b.id, b.subject, o.payload::text AS payload, o.event_id, o.type, o.sequence,
            o.occurred_at, o.payload->>'source' AS source
-    FROM batch b JOIN auth.outbox o ON o.id = b.id
+    FROM batch b JOIN {schema}.outbox o ON o.id = b.id
     ORDER BY b.id
 """
 # Queued events up to our last one: if they are all ours, no other relay holds an earlier
 # event, and the per-user check below is not needed (the usual case: one relay, or relays
 # taking turns).
-_QUEUED_UP_TO = "SELECT count(*) FROM auth.outbox_pending WHERE id <= $1"
+_QUEUED_UP_TO = "SELECT count(*) FROM {schema}.outbox_pending WHERE id <= $1"
 # Earlier queued events of the same users that another relay holds: an event of ours that
 # comes after one of them must wait, or that user's events would reach the stream out of order.
 _FOREIGN_PENDING = """
     SELECT subject, min(id) AS first_id
-    FROM auth.outbox_pending
+    FROM {schema}.outbox_pending
     WHERE subject = ANY($1::uuid[]) AND id < $2 AND NOT (id = ANY($3::bigint[]))
     GROUP BY subject
 """
-_MARK_PUBLISHED = "DELETE FROM auth.outbox_pending WHERE id = ANY($1::bigint[])"
+_MARK_PUBLISHED = "DELETE FROM {schema}.outbox_pending WHERE id = ANY($1::bigint[])"
 
 
 class OutboxRelay:
@@ -64,8 +66,20 @@ class OutboxRelay:
         batch_size: int = 1000,
         workers: int = 1,
         fallback_poll_seconds: float = 5.0,
+        schema: str = DEFAULT_SCHEMA,
     ) -> None:
         self._dsn = dsn
+        self._channel = notify_channel(schema)
+        # The statements below name the outbox schema; formatted once (checked identifier).
+        self._sql = {
+            name: query.format(schema=check_schema(schema))
+            for name, query in (
+                ("lock", _LOCK_PENDING),
+                ("queued", _QUEUED_UP_TO),
+                ("foreign", _FOREIGN_PENDING),
+                ("mark", _MARK_PUBLISHED),
+            )
+        }
         self._publisher = publisher
         self._batch_size = batch_size
         self._workers = workers
@@ -94,20 +108,20 @@ class OutboxRelay:
     async def relay_pending(self, conn: asyncpg.Connection) -> tuple[int, int]:
         """Publish one batch of queued events: (published, held back for per-user order)."""
         async with conn.transaction():
-            rows = await conn.fetch(_LOCK_PENDING, self._batch_size)
+            rows = await conn.fetch(self._sql["lock"], self._batch_size)
             if not rows:
                 return 0, 0
-            ready = await _in_user_order(conn, rows)
+            ready = await _in_user_order(conn, rows, self._sql)
             if ready:
                 await self._publisher.publish(ready)
-                await conn.execute(_MARK_PUBLISHED, [event.outbox_id for event in ready])
+                await conn.execute(self._sql["mark"], [event.outbox_id for event in ready])
         self.published += len(ready)
         return len(ready), len(rows) - len(ready)
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
         listener = await asyncpg.connect(self._dsn)
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await listener.add_listener(self._channel, self._on_notify)
             # Several workers, each with its own connection, overlap one batch's database
             # round trips with another's broker round trip; SKIP LOCKED gives them distinct
             # batches and the per-user check keeps each user's events in order between them.
@@ -140,12 +154,14 @@ class OutboxRelay:
         self._wake.set()
 
 
-async def _in_user_order(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[PendingEvent]:
+async def _in_user_order(
+    conn: asyncpg.Connection, rows: Sequence[Any], sql: dict[str, str]
+) -> list[PendingEvent]:
     ids = [row["id"] for row in rows]
     held: dict[Any, int] = {}
-    if await conn.fetchval(_QUEUED_UP_TO, max(ids)) > len(ids):
+    if await conn.fetchval(sql["queued"], max(ids)) > len(ids):
         subjects = list({row["subject"] for row in rows})
-        foreign = await conn.fetch(_FOREIGN_PENDING, subjects, max(ids), ids)
+        foreign = await conn.fetch(sql["foreign"], subjects, max(ids), ids)
         held = {row["subject"]: row["first_id"] for row in foreign}
     return [
         pending_event(row)
@@ -182,11 +198,12 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) ->
             waiter.cancel()
 
 
-async def relay_backlog(database_url: str) -> int:
+async def relay_backlog(database_url: str, schema: str = DEFAULT_SCHEMA) -> int:
     """How many committed events wait in the outbox queue for the relay."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        count: int = await conn.fetchval("SELECT count(*) FROM auth.outbox_pending")
+        query = f"SELECT count(*) FROM {check_schema(schema)}.outbox_pending"
+        count: int = await conn.fetchval(query)
         return count
     finally:
         await conn.close()

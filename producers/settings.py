@@ -5,6 +5,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events import DEFAULT_STREAM
 from events.brokers import broker_kind
+from producers.outbox import DEFAULT_SCHEMA, SCHEMA_PATTERN
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -25,6 +26,9 @@ class RelaySettings(BaseSettings):
         default="redis://127.0.0.1:6379/0", description="redis://... or kafka://host:port,..."
     )
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
+    # The schema of the outbox to relay: the auth service's, or another service's made with
+    # producers.outbox (the profile service's answers: `userbus relay --outbox profiles`).
+    outbox_schema: str = Field(default=DEFAULT_SCHEMA, pattern=SCHEMA_PATTERN)
     relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
     # Batches in flight at once per relay process, each on its own database connection. By
     # default one on Redis (its script call is fast, so overlap buys less than the extra

@@ -15,11 +15,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.domain.errors import AuthError
 from auth.migrations import upgrade
+from auth.saga.main import run_registration_saga
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
+from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
+from downstream_examples.profiles.settings import ProfilesSettings
 from events import json_schemas
 from events.wire import BROKER_LOGGER
 from producers.main import run_relay
@@ -48,21 +51,48 @@ class Source(StrEnum):
     stream = "stream"
 
 
+class Outbox(StrEnum):
+    """Which service's outbox a relay publishes."""
+
+    auth = "auth"
+    profiles = PROFILES_OUTBOX
+
+
+# `userbus consume registrations`: the auth service's side of the registration saga. It
+# follows the profile service's answers and changes auth's users, so it is no downstream
+# projection and cannot be replayed.
+REGISTRATION_SAGA = "registrations"
+
+
 def _known_projection(name: str) -> str:
     if name not in PROJECTIONS:
         raise typer.BadParameter(f"no projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}")
     return name
 
 
+def _known_consumer(name: str) -> str:
+    return name if name == REGISTRATION_SAGA else _known_projection(name)
+
+
 ProjectionName = Annotated[
     str,
     typer.Argument(help=f"one of: {', '.join(PROJECTIONS)}", callback=_known_projection),
+]
+ConsumerName = Annotated[
+    str,
+    typer.Argument(
+        help=f"one of: {', '.join([*PROJECTIONS, REGISTRATION_SAGA])}", callback=_known_consumer
+    ),
 ]
 
 
 @app.command()
 def dev() -> None:
-    """Run the whole system: migrations, API, relay and profile consumer."""
+    """Run the whole system: migrations, API, relay and profile consumer.
+
+    With USERBUS_REQUIRE_PROFILE=true, also the registration saga: the profile service's
+    answer relay and the auth service's answer follower with its expiry sweeper.
+    """
     # Imported here: the embedded servers are for development only, and loading them costs
     # every other command time and warnings.
     with warnings.catch_warnings():
@@ -92,16 +122,31 @@ def api(
 
 
 @app.command()
-def relay() -> None:
+def relay(
+    outbox: Annotated[
+        Outbox,
+        typer.Option(
+            help="the auth service's events, or the profile service's registration answers "
+            "(to USERBUS_PROFILE_STREAM)"
+        ),
+    ] = Outbox.auth,
+) -> None:
     """Publish committed outbox events to the broker."""
     settings = RelaySettings()
+    if outbox is Outbox.profiles:
+        stream = ProfilesSettings().profile_stream
+        settings = RelaySettings(outbox_schema=outbox.value, stream=stream)
     run_until_signal(lambda stop: run_relay(settings, stop))
 
 
 @app.command()
-def consume(name: ProjectionName) -> None:
-    """Keep a projection up to date from the stream."""
+def consume(name: ConsumerName) -> None:
+    """Keep a projection up to date from the stream (`registrations`: the saga's auth side)."""
     settings = ConsumerSettings()
+    if name == REGISTRATION_SAGA:
+        auth = AuthSettings()
+        run_until_signal(lambda stop: run_registration_saga(auth, settings, stop))
+        return
     run_until_signal(lambda stop: run_consumer(settings, name, stop))
 
 

@@ -8,8 +8,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth.migrations import upgrade
+from auth.saga.main import run_registration_saga
 from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
+from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
 from events.brokers import broker_kind
 from producers.main import run_relay
 from producers.settings import RelaySettings
@@ -31,10 +33,15 @@ class DevSettings(BaseSettings):
     data_dir: Path = Path(".userbus")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # The registration saga: also run the profile service's answer relay and the auth side.
+    require_profile: bool = False
 
 
 async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
-    """Migrate, then run the API, the relay and the profile consumer until `stop` is set."""
+    """Migrate, then run the API, the relay and the profile consumer until `stop` is set.
+
+    With `require_profile`, also the registration saga's answer relay and its auth side.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     postgres = EmbeddedPostgres(settings.data_dir / "postgres")
     valkey = EmbeddedValkey(settings.data_dir / "valkey")
@@ -47,8 +54,9 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
         )
         await upgrade(database_url)
         auth = AuthSettings(
-            database_url=database_url, redis_url=redis_url, data_dir=settings.data_dir
-        )
+            database_url=database_url, redis_url=redis_url, data_dir=settings.data_dir,
+            require_profile=settings.require_profile,
+        )  # fmt: skip
         relay = RelaySettings(database_url=database_url, broker_url=broker_url)
         consumer = ConsumerSettings(database_url=database_url, broker_url=broker_url)
         base = f"http://{settings.api_host}:{settings.api_port}"
@@ -56,6 +64,7 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
             f"userbus is running\n  API:    {base}\n  docs:   {base}/docs\n"
             f"  stream: {relay.stream} on {broker_url}\n  database: {database_url}\n"
             f"  mailbox: {auth.mailbox_path} (password reset mails)\n"
+            f"  registration saga: {_saga_line(auth)}\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
@@ -64,6 +73,12 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
             run_relay(relay, stop),
             run_consumer(consumer, "profiles", stop),
         ]
+        if settings.require_profile:
+            answers = RelaySettings(
+                database_url=database_url, broker_url=broker_url,
+                outbox_schema=PROFILES_OUTBOX, stream=auth.profile_stream,
+            )  # fmt: skip
+            parts += [run_relay(answers, stop), run_registration_saga(auth, consumer, stop)]
         tasks = [asyncio.create_task(part) for part in parts]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         # One part failing (the port is taken, say) stops the others too.
@@ -83,3 +98,12 @@ async def _start(
     url = await asyncio.to_thread(server.start)
     started.append(server)
     return url
+
+
+def _saga_line(auth: AuthSettings) -> str:
+    if not auth.require_profile:
+        return "off (USERBUS_REQUIRE_PROFILE=true turns it on)"
+    return (
+        f"on: answers on {auth.profile_stream}, pending accounts expire after "
+        f"{auth.pending_registration_timeout_seconds:g} s"
+    )

@@ -1,5 +1,6 @@
 """Loading and storing User aggregates with SQLAlchemy Core."""
 
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -47,6 +48,13 @@ class UserRepository(Protocol):
 
     async def count_active_admins(self) -> int:
         """How many active admins there are."""
+        ...
+
+    async def pending_registrations(self, *, created_before: datetime, limit: int) -> list[User]:
+        """Pending users registered before `created_before`, oldest first, at most `limit`.
+
+        Locked for this transaction; rows another transaction holds are skipped.
+        """
         ...
 
     async def save(self, user: User) -> None:
@@ -109,6 +117,25 @@ class SqlAlchemyUserRepository:
         """How many active admins there are."""
         query = select(func.count()).where(users.c.role == "admin", users.c.status == "active")
         return int((await self._conn.execute(query)).scalar_one())
+
+    async def pending_registrations(self, *, created_before: datetime, limit: int) -> list[User]:
+        """Pending users registered before `created_before`, locked, skipping locked rows.
+
+        SKIP LOCKED: two sweepers (or a sweeper and an answer being applied) never wait on
+        each other, and never both compensate one user.
+        """
+        query = (
+            select(users)
+            .where(users.c.status == "pending", users.c.created_at < created_before)
+            .order_by(users.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        found = [_to_user(row) for row in await self._conn.execute(query)]
+        for user in found:
+            self.seen.append(user)
+            self._loaded_versions[user.id] = user.version
+        return found
 
     async def exists(self, *, username: str, email: str) -> bool:
         """Whether the username or the email is taken (a cheap check before hashing)."""

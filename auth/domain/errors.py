@@ -136,3 +136,16 @@ class InvalidCursorError(AuthError):
 
     def __init__(self) -> None:
         super().__init__("the cursor is not valid")
+
+
+class RegistrationPendingError(AuthError):
+    """Right password, but the account waits for its profile: it cannot log in yet.
+
+    Only said after the password matched, so it tells nothing to someone guessing.
+    """
+
+    code = "registration_pending"
+
+    def __init__(self, username: str) -> None:
+        super().__init__("the registration is not complete yet; try again in a moment")
+        self.username = username

@@ -66,15 +66,21 @@ class User:
         now: datetime,
         role: Role = "user",
         display_name: str | None = None,
+        pending: bool = False,
     ) -> "User":
-        """A new active account, with its UserRegistered event as sequence 1."""
+        """A new account, with its UserRegistered event as sequence 1.
+
+        A `pending` account (the registration saga) cannot log in until the profile service
+        has answered: `complete_registration` activates it, `fail_registration` deletes it.
+        """
+        status: Status = "pending" if pending else "active"
         user = cls(
             id=uuid4(),
             username=username,
             email=email,
             password_hash=password_hash,
             role=role,
-            status="active",
+            status=status,
             created_at=now,
             updated_at=now,
             version=0,
@@ -87,6 +93,7 @@ class User:
             role=role,
             registered_at=now,
             display_name=display_name,
+            status=status,
         )
         user._record(registered, now)
         return user
@@ -137,6 +144,28 @@ class User:
             UserDeleted(user_id=self.id, username=self.username, deleted_at=now, reason=reason),
             now,
         )
+
+    def complete_registration(self, *, now: datetime) -> bool:
+        """Activate a pending account (its profile exists); whether anything changed.
+
+        Only a pending account changes: an answer arriving again, or after an admin settled
+        the account, or after the registration expired, is no business of the saga any more.
+        """
+        if self.deleted or self.status != "pending":
+            return False
+        self.change_status("active", now=now)
+        return True
+
+    def fail_registration(self, *, now: datetime, reason: str) -> bool:
+        """Delete a pending account (compensation); whether anything changed.
+
+        `reason` goes into UserDeleted: `registration_failed` (the profile service refused)
+        or `registration_expired` (no answer in time). A settled account is left as it is.
+        """
+        if self.deleted or self.status != "pending":
+            return False
+        self.delete(now=now, reason=reason)
+        return True
 
     def _record(self, event: Event, now: datetime) -> None:
         self.version += 1

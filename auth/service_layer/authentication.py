@@ -6,6 +6,7 @@ from auth.domain.errors import (
     InvalidCredentialsError,
     InvalidRefreshTokenError,
     RefreshTokenReusedError,
+    RegistrationPendingError,
     TooManyAttemptsError,
 )
 from auth.domain.model import Principal, User
@@ -28,6 +29,8 @@ async def authenticate(
 ) -> User:
     """The active user whose username or email and password match; else InvalidCredentialsError.
 
+    A pending account (registration saga) with the right password is RegistrationPendingError.
+
     An unknown login still costs one bcrypt verification, so timing does not tell which
     usernames exist. The error's `reason` is for the audit log only, never for the client.
     """
@@ -42,6 +45,9 @@ async def _verified(hasher: PasswordHasher, user: User | None, password: str) ->
         raise InvalidCredentialsError(reason="unknown_user")
     if not matches:
         raise InvalidCredentialsError(reason="wrong_password")
+    if user.status == "pending":
+        # Told only to whoever knows the password: the account exists and will open soon.
+        raise RegistrationPendingError(user.username)
     if user.status != "active":
         raise InvalidCredentialsError(reason=f"user_{user.status}")
     return user
@@ -69,6 +75,12 @@ async def check_credentials(
         locked_for = await ctx.limiter.record_failure(key, address)
         if locked_for is not None:
             ctx.audit.record("login_locked", login=login, address=address, seconds=locked_for)
+        raise
+    except RegistrationPendingError:
+        # The right password: not a failure that counts against the limits.
+        ctx.audit.record(
+            "login_failed", login=login, address=address, reason="registration_pending"
+        )
         raise
     await ctx.limiter.record_success(key)
     return user

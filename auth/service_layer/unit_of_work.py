@@ -48,7 +48,7 @@ class UnitOfWork(Protocol):
 class SqlAlchemyUnitOfWork:
     """UnitOfWork on PostgreSQL: users and outbox rows in one transaction (the outbox pattern)."""
 
-    def __init__(self, engine: AsyncEngine, *, event_source: str) -> None:
+    def __init__(self, engine: AsyncEngine | None, *, event_source: str) -> None:
         self._engine = engine
         self._event_source = event_source
         self._conn: AsyncConnection | None = None
@@ -75,8 +75,7 @@ class SqlAlchemyUnitOfWork:
         return self._password_resets
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
-        await self._conn.begin()
+        self._conn = await self._begin()
         self._users = SqlAlchemyUserRepository(self._conn)
         self._sessions = SqlAlchemySessionRepository(self._conn)
         self._password_resets = SqlAlchemyResetTokenRepository(self._conn)
@@ -89,8 +88,7 @@ class SqlAlchemyUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self._conn is not None
-        # Anything not committed is rolled back: no state change and, with it, no event.
-        await self._conn.close()
+        await self._end(self._conn)
         self._conn = None
         self._users = self._sessions = self._password_resets = None
 
@@ -115,4 +113,40 @@ class SqlAlchemyUnitOfWork:
             user.events.clear()
         if rows:
             await self._conn.execute(insert(outbox), rows)
-        await self._conn.commit()
+        await self._finish(self._conn)
+
+    async def _begin(self) -> AsyncConnection:
+        assert self._engine is not None
+        conn = await self._engine.connect()
+        await conn.begin()
+        return conn
+
+    async def _finish(self, conn: AsyncConnection) -> None:
+        await conn.commit()
+
+    async def _end(self, conn: AsyncConnection) -> None:
+        # Anything not committed is rolled back: no state change and, with it, no event.
+        await conn.close()
+
+
+class JoinedUnitOfWork(SqlAlchemyUnitOfWork):
+    """A unit of work inside a transaction someone else owns (a consumer's batch).
+
+    The registration saga applies the profile service's answers in the consumer toolkit's
+    transaction, so the user's change, its outbox rows and the tracking record of the answer
+    commit together: `commit` writes users and outbox rows but leaves committing (or rolling
+    back) to the owner of the connection.
+    """
+
+    def __init__(self, conn: AsyncConnection, *, event_source: str) -> None:
+        super().__init__(None, event_source=event_source)
+        self._joined = conn
+
+    async def _begin(self) -> AsyncConnection:
+        return self._joined
+
+    async def _finish(self, conn: AsyncConnection) -> None:
+        """The owner commits."""
+
+    async def _end(self, conn: AsyncConnection) -> None:
+        """The owner closes; an error raised inside rolls back its whole transaction."""

@@ -49,13 +49,17 @@ async def register_user(
     display_name: str | None = None,
     role: Role = "user",
     actor: Principal | None = None,
+    pending: bool = False,
 ) -> User:
-    """Create an account; its UserRegistered event is committed with it or not at all."""
+    """Create an account; its UserRegistered event is committed with it or not at all.
+
+    `pending` (the registration saga) creates it unable to log in until its profile exists.
+    """
     if role != "user" and not (actor and actor.is_admin):
         raise PermissionDeniedError("only an admin may choose the role of a new user")
     return await _register(
         uow_factory, hasher, username=username, email=email, password=password,
-        display_name=display_name, role=role,
+        display_name=display_name, role=role, pending=pending,
     )  # fmt: skip
 
 
@@ -79,6 +83,7 @@ async def _register(
     password: str,
     display_name: str | None,
     role: Role,
+    pending: bool = False,
 ) -> User:
     check_new_password(password, username=username, email=email)
     async with uow_factory() as uow:
@@ -96,6 +101,7 @@ async def _register(
         now=now(),
         role=role,
         display_name=display_name,
+        pending=pending,
     )
     async with uow_factory() as uow:
         await uow.users.add(user)

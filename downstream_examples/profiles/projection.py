@@ -7,6 +7,7 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
+from downstream_examples.profiles.answers import answer_registrations, create_answer_outbox
 from downstream_examples.profiles.tables import SCHEMA, SCHEMA_UPGRADES, metadata, profiles
 from events import Envelope, Event, UserDeleted, UserRegistered, UserUpdated
 
@@ -25,6 +26,7 @@ class ProfileProjection(Projection):
         await super().create_tables(conn)
         for statement in SCHEMA_UPGRADES:
             await conn.execute(text(statement))
+        await create_answer_outbox(conn)
 
     async def apply_many(
         self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
@@ -52,7 +54,12 @@ class ProfileProjection(Projection):
                 await conn.execute(delete(profiles).where(profiles.c.user_id == event.user_id))
 
 
-async def _register_all(conn: AsyncConnection, events: Sequence[UserRegistered]) -> None:
+async def _register_all(conn: AsyncConnection, registrations: Sequence[UserRegistered]) -> None:
+    if not registrations:
+        return
+    # The registration saga: a pending user's registration is answered, and a refused one
+    # gets no profile (see answers.py).
+    events = await answer_registrations(conn, registrations)
     if not events:
         return
     # One INSERT for the lot, the columns as arrays. Idempotent by itself too: a

@@ -29,6 +29,8 @@ from events import (
     Event,
     PasswordChanged,
     PasswordResetRequested,
+    ProfileCreated,
+    ProfileRejected,
     UserDeleted,
     UserRegistered,
     UserRoleChanged,
@@ -61,6 +63,9 @@ SAMPLES: dict[str, Callable[[UUID], Event]] = {
     "PasswordResetRequested": lambda u: PasswordResetRequested(user_id=u, requested_at=NOW),
     "PasswordChanged": lambda u: PasswordChanged(user_id=u, changed_at=NOW, reason="reset"),
     "UserDeleted": lambda u: UserDeleted(user_id=u, username="audited", deleted_at=NOW),
+    # The profile service's answers (their own stream; an audit log may follow it too).
+    "ProfileCreated": lambda u: ProfileCreated(user_id=u, created_at=NOW),
+    "ProfileRejected": lambda u: ProfileRejected(user_id=u, reason="test", rejected_at=NOW),
 }
 
 

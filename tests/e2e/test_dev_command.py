@@ -43,10 +43,13 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def userbus_dev(data_dir: Path, port: int) -> AsyncIterator[DevRun]:
+async def userbus_dev(
+    data_dir: Path, port: int, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[DevRun]:
     """Start `userbus dev` with no URLs configured; yield once it printed where it runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("USERBUS_")}
     env |= {"USERBUS_DATA_DIR": str(data_dir / ".userbus"), "USERBUS_API_PORT": str(port)}
+    env |= extra_env or {}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "userbus", "dev",
         env=env, cwd=data_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -162,4 +165,34 @@ async def test_userbus_dev_starts_again_after_a_crash_and_keeps_its_data(data_di
         # Nothing lost its server under it: the servers stopped after their users.
         assert "Traceback" not in log
         assert "ERROR" not in log
+    assert server_processes(data_dir) == []
+
+
+async def test_userbus_dev_runs_the_registration_saga_when_profiles_are_required(
+    data_dir: Path,
+) -> None:
+    saga_on = {"USERBUS_REQUIRE_PROFILE": "true", "USERBUS_BCRYPT_ROUNDS": "4"}
+    async with userbus_dev(data_dir, free_port(), saga_on) as dev:
+        await eventually(lambda: healthy(dev.api), timeout=30)
+        accepted, refused = unique_username(), unique_username()
+        async with httpx.AsyncClient() as client:
+            for name, display_name in ((accepted, "Ann"), (refused, "Support")):
+                body = {
+                    "username": name, "email": f"{name}@example.com", "password": "p" * 10,
+                    "display_name": display_name,
+                }  # fmt: skip
+                response = await client.post(f"{dev.api}/users", json=body)
+                assert (response.status_code, response.json()["status"]) == (201, "pending")
+
+            async def status_of(name: str) -> int:
+                login = {"username": name, "password": "p" * 10}
+                return (await client.post(f"{dev.api}/auth/login", json=login)).status_code
+
+            async def settled() -> bool:
+                return await status_of(accepted) == 200 and await status_of(refused) == 401
+
+            await eventually(settled, timeout=20)
+        dev.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await dev.process.wait() == 0
     assert server_processes(data_dir) == []

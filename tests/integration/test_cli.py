@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
+from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.settings import ConsumerSettings
@@ -221,3 +222,51 @@ async def test_status_reports_groups_backlog_and_dead_letters(
     assert "relay: 2 committed events not yet published" in result.output
     assert "group profiles:" in result.output
     assert "dead letters: 0" in result.output
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch, target: str) -> list[tuple[object, ...]]:
+    """Replace a run function of the CLI by one recording its settings; run it at once."""
+    calls: list[tuple[object, ...]] = []
+
+    async def record(*args: object) -> None:
+        calls.append(args[:-1])  # everything but the stop event
+
+    monkeypatch.setattr(f"userbus.cli.{target}", record)
+    monkeypatch.setattr(
+        "userbus.cli.run_until_signal", lambda main: asyncio.run(main(asyncio.Event()))
+    )
+    return calls
+
+
+def test_relay_of_the_profile_outbox_publishes_to_the_answers_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _capture(monkeypatch, "run_relay")
+    env = {"USERBUS_DATABASE_URL": "postgresql://u@db/profiles", "USERBUS_STREAM": "s.users"}
+    assert CliRunner().invoke(app, ["relay", "--outbox", "profiles"], env=env).exit_code == 0
+    assert CliRunner().invoke(app, ["relay"], env=env).exit_code == 0
+
+    [(answers,), (events,)] = calls
+    assert isinstance(answers, RelaySettings)
+    assert isinstance(events, RelaySettings)
+    assert (answers.outbox_schema, answers.stream) == ("profiles", "userbus.profiles")
+    assert (events.outbox_schema, events.stream) == ("auth", "s.users")
+
+
+def test_consume_registrations_runs_the_auth_side_of_the_saga(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _capture(monkeypatch, "run_registration_saga")
+    env = {
+        "USERBUS_DATABASE_URL": "postgresql://u@db/auth",
+        "USERBUS_REQUIRE_PROFILE": "true",
+        "USERBUS_PENDING_REGISTRATION_TIMEOUT_SECONDS": "60",
+    }
+    result = CliRunner().invoke(app, ["consume", "registrations"], env=env)
+
+    assert result.exit_code == 0, result.output
+    [(auth, consumer)] = calls
+    assert isinstance(auth, AuthSettings)
+    assert isinstance(consumer, ConsumerSettings)
+    assert auth.require_profile
+    assert auth.pending_registration_timeout_seconds == 60

@@ -21,8 +21,9 @@ from pydantic_settings import BaseSettings
 
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.settings import ConsumerSettings
+from downstream_examples.profiles.settings import ProfilesSettings
 from producers.settings import RelaySettings
-from userbus.cli import LogSettings, app
+from userbus.cli import REGISTRATION_SAGA, LogSettings, app
 from userbus.dev import DevSettings
 from userbus.operations import TopicSettings
 from userbus.projections import PROJECTIONS
@@ -39,6 +40,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     DatabaseSettings,
     LogSettings,
     TopicSettings,
+    ProfilesSettings,
 )
 # The settings class each command builds from the environment (see userbus/cli.py).
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
@@ -146,7 +148,8 @@ def test_services_run_real_userbus_commands(userbus_services: dict[str, dict[str
         except typer.TyperException as exc:
             problems.append(f"{name}: `userbus {subcommand} {shlex.join(arguments)}`: {exc}")
             continue
-        if subcommand in {"consume", "replay"} and params["name"] not in PROJECTIONS:
+        runnable = {*PROJECTIONS, REGISTRATION_SAGA} if subcommand == "consume" else PROJECTIONS
+        if subcommand in {"consume", "replay"} and params["name"] not in runnable:
             problems.append(f"{name}: no projection {params['name']!r}, only {list(PROJECTIONS)}")
     assert not problems, "\n".join(problems)
 

@@ -111,6 +111,18 @@ class FakeUserRepository:
             1 for user in self._visible() if user.role == "admin" and user.status == "active"
         )
 
+    async def pending_registrations(self, *, created_before: datetime, limit: int) -> list[User]:
+        """Pending users registered before `created_before`, oldest first."""
+        found = sorted(
+            (u for u in self._visible() if u.status == "pending" and u.created_at < created_before),
+            key=lambda u: u.created_at,
+        )[:limit]
+        copies = [_copy(u) for u in found]
+        for user in copies:
+            self.seen.append(user)
+            self._loaded_versions[user.id] = user.version
+        return copies
+
     async def save(self, user: User) -> None:
         """Stage the user's changes; ConcurrentUpdateError if another commit came first."""
         others = [row for row in self.rows.values() if row.id != user.id]

@@ -13,6 +13,8 @@ from events import (
     MalformedEventError,
     PasswordChanged,
     PasswordResetRequested,
+    ProfileCreated,
+    ProfileRejected,
     UnknownEventTypeError,
     UserDeleted,
     UserRegistered,
@@ -211,7 +213,30 @@ def test_registry_names_each_event_by_its_class() -> None:
         "UserRoleChanged": UserRoleChanged,
         "UserStatusChanged": UserStatusChanged,
         "PasswordResetRequested": PasswordResetRequested,
+        "ProfileCreated": ProfileCreated,
+        "ProfileRejected": ProfileRejected,
     } == EVENT_TYPES
+
+
+def test_the_profile_services_answers_travel_in_the_same_envelope() -> None:
+    user_id = uuid4()
+    answers = [
+        ProfileCreated(user_id=user_id, created_at=NOW),
+        ProfileRejected(user_id=user_id, reason="display_name_reserved", rejected_at=NOW),
+    ]
+    for answer in answers:
+        raw = to_envelope(answer, sequence=1, source="/userbus/profiles").model_dump_json()
+        assert event_from_envelope(envelope_from_json(raw)) == answer
+
+
+def test_a_registration_says_whether_it_waits_for_a_profile() -> None:
+    pending = registered().model_copy(update={"status": "pending"})
+    data = to_envelope(pending, sequence=1, source=SOURCE).data
+
+    assert data["status"] == "pending"
+    # An event from before the field existed was an active account.
+    del data["status"]
+    assert UserRegistered.model_validate(data).status == "active"
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,11 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
 async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrincipal) -> UserOut:
-    """Register a new account; with an admin's token, `role` may be `admin`."""
+    """Register a new account; with an admin's token, `role` may be `admin`.
+
+    With the registration saga on (USERBUS_REQUIRE_PROFILE), the account is `pending` until
+    the profile service has made its profile: it cannot log in until then.
+    """
     user = await use_cases.register_user(
         services.auth.uow_factory,
         services.auth.hasher,
@@ -39,10 +43,11 @@ async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrinc
         display_name=body.display_name,
         role=body.role,
         actor=actor,
+        pending=services.settings.require_profile,
     )
     services.auth.audit.record(
         "user_registered", user_id=user.id, username=user.username, role=user.role,
-        by=actor.user_id if actor else None,
+        status=user.status, by=actor.user_id if actor else None,
     )  # fmt: skip
     return UserOut.of(user)
 

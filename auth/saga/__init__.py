@@ -1,0 +1,1 @@
+"""The auth side of the registration saga: following the profile service's answers, expiring."""

@@ -1,0 +1,69 @@
+"""create_registration_saga: the auth service's saga process (answer follower and sweeper)."""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from auth.saga.answers import ProfileAnswers
+from auth.saga.sweeper import PendingRegistrationSweeper
+from auth.security.audit import AuditLog
+from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
+from auth.settings import AuthSettings
+from consumers.app import create_consumer_app
+from consumers.base import ProjectionConsumer
+from consumers.settings import ConsumerSettings
+
+
+@dataclass
+class RegistrationSaga:
+    """The follower of the profile service's answers, and the expiry sweeper beside it."""
+
+    consumer: ProjectionConsumer
+    sweeper: PendingRegistrationSweeper
+    engine: AsyncEngine
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow answers and sweep until `stop` is set."""
+        await self.consumer.start()
+        try:
+            await self.sweeper.run(stop)
+        finally:
+            await self.consumer.stop()
+            await self.engine.dispose()
+
+
+def create_registration_saga(
+    auth: AuthSettings, consumer: ConsumerSettings, *, audit: AuditLog | None = None
+) -> RegistrationSaga:
+    """The saga on the auth database, following `auth.profile_stream` on the consumer's broker.
+
+    The answers change the auth database's users, so the follower's database is auth's
+    whatever `consumer.database_url` says; the rest of `consumer` (broker, group, batch
+    sizes) applies as given.
+    """
+    audit = audit or AuditLog()
+    follower = consumer.model_copy(
+        update={"stream": auth.profile_stream, "database_url": auth.database_url}
+    )
+    engine = create_async_engine(auth.database_url, pool_size=2)
+
+    def uow_factory() -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(engine, event_source=auth.event_source)
+
+    sweeper = PendingRegistrationSweeper(
+        uow_factory,
+        timeout=timedelta(seconds=auth.pending_registration_timeout_seconds),
+        interval=auth.registration_sweep_interval_seconds,
+        audit=audit,
+    )
+    projection = ProfileAnswers(event_source=auth.event_source, audit=audit)
+    return RegistrationSaga(create_consumer_app(follower, projection), sweeper, engine)
+
+
+async def run_registration_saga(
+    auth: AuthSettings, consumer: ConsumerSettings, stop: asyncio.Event
+) -> None:
+    """Run the saga process until `stop` is set."""
+    await create_registration_saga(auth, consumer).run(stop)
