@@ -2,7 +2,9 @@
 
 The consumer runs as `python -m userbus consume profiles` in a process of its own, so that
 its resident memory is its alone; this script publishes the events first (in chunks, never
-holding them all), then samples the consumer's RSS as the projection fills.
+holding them all), then samples the consumer's RSS as the projection fills. The rate it
+samples is that of a real consumer process; `--kafka-members N` runs N processes in the
+Kafka group (the scale-out path), their RSS summed.
 """
 
 import argparse
@@ -51,26 +53,31 @@ async def publish(
 
 
 async def follow(
-    space: Scratch, broker_url: str, stream: str, args: argparse.Namespace
+    space: Scratch, broker_url: str, stream: str, members: int, args: argparse.Namespace
 ) -> list[Sample]:
-    """Run the consumer process until the projection holds every event; sample its RSS."""
+    """Run `members` consumer processes of one group until the projection holds every
+    event; sample their RSS (summed)."""
     env = {
         **os.environ,
         "USERBUS_DATABASE_URL": space.database_url,
         "USERBUS_BROKER_URL": broker_url,
         "USERBUS_STREAM": stream,
         "USERBUS_CONSUMER_GROUP": f"profiles-memory-{uuid.uuid4().hex[:8]}",
-        "USERBUS_CONSUMER_NAME": "bench",
         "USERBUS_CONSUMER_BATCH_SIZE": str(args.batch),
         "USERBUS_KAFKA_PARTITIONS": str(args.partitions),
         "USERBUS_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "USERBUS_LOG_LEVEL": "WARNING",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "userbus", "consume", "profiles", env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    watched = psutil.Process(process.pid)
+    command = [sys.executable, "-m", "userbus", "consume", "profiles"]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *command,
+            env={**env, "USERBUS_CONSUMER_NAME": f"bench-{member}"},
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        for member in range(members)
+    ]
+    watched = [psutil.Process(process.pid) for process in processes]
     conn = await asyncpg.connect(space.database_url)
     samples: list[Sample] = []
     started = time.perf_counter()
@@ -78,20 +85,23 @@ async def follow(
         applied = 0
         while applied < args.events:
             await asyncio.sleep(SAMPLE_SECONDS)
-            if process.returncode is not None:
-                raise RuntimeError(f"the consumer exited with {process.returncode}")
+            for process in processes:
+                if process.returncode is not None:
+                    raise RuntimeError(f"a consumer exited with {process.returncode}")
             try:
                 applied = await conn.fetchval(_APPLIED)
             except asyncpg.UndefinedTableError:
                 applied = 0  # the consumer has not created its tables yet
             elapsed = time.perf_counter() - started
-            samples.append(Sample(elapsed, applied, watched.memory_info().rss / 2**20))
+            rss = sum(member.memory_info().rss for member in watched)
+            samples.append(Sample(elapsed, applied, rss / 2**20))
             if elapsed > TIMEOUT_SECONDS:
                 raise RuntimeError(f"applied only {applied} of {args.events} in time")
     finally:
         await conn.close()
-        process.terminate()
-        await process.wait()
+        for process in processes:
+            process.terminate()
+            await process.wait()
     return samples
 
 
@@ -133,9 +143,19 @@ async def main(args: argparse.Namespace) -> bool:
                 await publish(space, kind, stream, broker, args)
                 show(f"{kind}: published in", time.perf_counter() - started, "s", 1)
                 url = space.redis_url if kind == "redis" else broker.url
-                samples = await follow(space, url, stream, args)
+                # Several members of one group keep per-user order on Kafka only (a user's
+                # events stay in one partition); Redis gets one.
+                members = args.kafka_members if kind == "kafka" else 1
+                samples = await follow(space, url, stream, members, args)
                 await check_profiles(space, args.events)
-                flat = report(kind, samples, args.events) and flat
+                flat = (
+                    report(
+                        f"{kind} ({members} process{'es' if members > 1 else ''})",
+                        samples,
+                        args.events,
+                    )
+                    and flat
+                )
     show_load("at end")
     return flat
 
@@ -146,5 +166,8 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=500, help="consumer_batch_size")
     parser.add_argument("--brokers", default="redis,kafka")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--kafka-members", type=int, default=1, help="consumer processes in the Kafka group"
+    )
     setup_process()
     sys.exit(0 if asyncio.run(main(parser.parse_args())) else 1)
