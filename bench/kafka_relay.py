@@ -28,7 +28,7 @@ from events.brokers import ensure_topic
 from producers.broker import PendingEvent, make_publisher
 from producers.kafka import cloudevent_headers
 from producers.main import create_relay
-from producers.relay import pending_event
+from producers.relay import EVENT_COLUMNS
 from producers.settings import RelaySettings
 
 TARGET_RATIO = 0.5
@@ -36,11 +36,7 @@ TIMEOUT_SECONDS = 900.0
 MAX_BATCH_BYTES = 1024 * 1024
 
 # The columns the relay reads for each event, so the baseline sends the same keys and values.
-_EVENTS = """
-    SELECT o.id, o.subject, o.payload::text AS payload, o.event_id, o.type, o.sequence,
-           o.occurred_at, o.payload->>'source' AS source
-    FROM auth.outbox o ORDER BY o.id
-"""
+_EVENTS = f"SELECT {EVENT_COLUMNS} FROM auth.outbox o ORDER BY o.id"
 _PENDING_COUNT = "SELECT count(*) FROM auth.outbox_pending"
 
 Header = tuple[str, bytes]
@@ -115,7 +111,7 @@ async def raw_produce(
     headers: Sequence[list[Header]] | None = None,
 ) -> float:
     """Seconds to send every payload keyed by user, waiting for the acks of each `batch` sends."""
-    keys = [str(event.subject).encode() for event in events]
+    keys = [event.subject.encode() for event in events]
     values = [event.payload.encode() for event in events]
     producer = raw_producer(tansu.servers)
     await producer.start()
@@ -166,7 +162,7 @@ async def check_topic(tansu: Tansu, topic: str, count: int) -> None:
 
 def pending_events(rows: Sequence[Any]) -> list[PendingEvent]:
     """The outbox rows as the relay sees them."""
-    return [pending_event(row) for row in rows]
+    return [PendingEvent._make(row) for row in rows]
 
 
 async def main(args: argparse.Namespace) -> float:
@@ -236,7 +232,7 @@ async def main(args: argparse.Namespace) -> float:
     show("  this process's CPU per message", with_headers.cpu_per(n), "us", 1)
     show("relay (create_relay)", relay_rate, "events/s", 0)
     show("  of which connecting (topic, producer)", connect_seconds, "s", 2)
-    show("  of which in publish (FastStream, aiokafka)", publish_seconds, "s", 2)
+    show("  of which in publish (aiokafka)", publish_seconds, "s", 2)
     show(
         "  of which elsewhere (PostgreSQL, loop)",
         relay_seconds - publish_seconds - connect_seconds,
