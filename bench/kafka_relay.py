@@ -134,22 +134,23 @@ async def raw_produce(
 
 
 async def real_relay(
-    space: Scratch, tansu: Tansu, topic: str, count: int, batch: int, partitions: int
+    space: Scratch, tansu: Tansu, topic: str, args: argparse.Namespace
 ) -> tuple[float, float, float]:
-    """Seconds for `create_relay` to publish `count` events; of them publishing, and connecting."""
+    """Seconds for `create_relay` to publish every event; of them publishing, and connecting."""
     settings = RelaySettings(
         _env_file=None,
         database_url=space.database_url,
         broker_url=tansu.url,
         stream=topic,
-        relay_batch_size=batch,
-        kafka_partitions=partitions,
+        relay_batch_size=args.batch,
+        relay_workers=args.workers,
+        kafka_partitions=args.partitions,
         # Tansu has no InitProducerId.
         kafka_idempotent_producer=False,
     )
     publisher = ConnectTimedPublisher(make_publisher(settings))
     relay = create_relay(settings, publisher=publisher)
-    elapsed = await relay_until_published(relay, count, TIMEOUT_SECONDS)
+    elapsed = await relay_until_published(relay, args.events, TIMEOUT_SECONDS)
     return elapsed, publisher.seconds, publisher.connect_seconds
 
 
@@ -167,7 +168,11 @@ def pending_events(rows: Sequence[Any]) -> list[PendingEvent]:
 
 async def main(args: argparse.Namespace) -> float:
     """Fill the outbox, time raw produce and the relay into fresh topics, print the ratio."""
-    show_text("events, batch size, partitions", f"{args.events:,}, {args.batch}, {args.partitions}")
+    workers = args.workers or "default"
+    show_text(
+        "events, batch size, partitions, relay workers",
+        f"{args.events:,}, {args.batch}, {args.partitions}, {workers}",
+    )
     show_load("at start")
     with tansu() as broker:
         show_text("broker", f"{broker.version} (in memory) at {broker.url}")
@@ -197,9 +202,7 @@ async def main(args: argparse.Namespace) -> float:
                 )
                 relay = await timed(
                     broker,
-                    real_relay(
-                        space, broker, topics["relay"], args.events, args.batch, args.partitions
-                    ),
+                    real_relay(space, broker, topics["relay"], args),
                 )
                 # Raw produce again after the relay: the baseline is the mean of the two, so
                 # a drift in the machine's load during the run weighs on both sides.
@@ -262,6 +265,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--partitions", type=int, default=6, help="partitions of each topic (default: 6)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="relay_workers (default: the relay's, 2)"
     )
     return parser.parse_args()
 
