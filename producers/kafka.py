@@ -13,7 +13,7 @@ from producers.broker import PendingEvent
 
 # The headers every event carries with the same value, encoded once.
 _CONSTANT_HEADERS = (("content-type", CONTENT_TYPE.encode()), ("ce_specversion", b"1.0"))
-# The largest record batch the relay builds (the broker's default limit is 1 MiB).
+# The largest record batch the relay builds by default (the broker's default limit is 1 MiB).
 _MAX_BATCH_BYTES = 1024 * 1024
 
 
@@ -39,12 +39,14 @@ class KafkaPublisher:
         partitions: int,
         replication_factor: int,
         idempotent: bool = True,
+        max_batch_bytes: int = _MAX_BATCH_BYTES,
     ) -> None:
         self._servers = servers
         self._topic = topic
         self._partitions = partitions
         self._replication_factor = replication_factor
         self._idempotent = idempotent
+        self._max_batch_bytes = max_batch_bytes
         # Kafka's default: murmur2 of the key. Shared with the producer, so a keyed `send`
         # (and any other Kafka client) puts a user's events on the same partition.
         self._partitioner = DefaultPartitioner()
@@ -58,7 +60,7 @@ class KafkaPublisher:
             enable_idempotence=self._idempotent,
             acks="all",
             partitioner=self._partitioner,
-            max_batch_size=_MAX_BATCH_BYTES,
+            max_batch_size=self._max_batch_bytes,
         )
         await self._producer.start()
 
@@ -86,10 +88,12 @@ class KafkaPublisher:
             partition = self._partitioner(key, partitions, partitions)
             batch = open_batches.get(partition)
             if batch is None or not _append(batch, key, event):
-                # Full (or none yet): a new batch, which always takes its first record.
+                # Full (or none yet): a new batch. aiokafka always takes a batch's first
+                # record, however large; should that change, fail rather than lose the event.
                 batch = open_batches[partition] = self._producer.create_batch()
                 filled.append((partition, batch))
-                _append(batch, key, event)
+                if not _append(batch, key, event):
+                    raise RuntimeError(f"event {event.event_id} refused by an empty batch")
         for _, batch in filled:
             # Closed, the sender takes it at once instead of lingering for more records.
             batch.close()

@@ -159,7 +159,7 @@ async def _in_user_order(
     conn: asyncpg.Connection, events: Sequence[PendingEvent]
 ) -> Sequence[PendingEvent]:
     """The events no other relay's earlier event of the same user has to precede."""
-    ids = [event.outbox_id for event in events]
+    ids = [event.outbox_id for event in events]  # ascending: the batch is read in id order
     if await conn.fetchval(_QUEUED_UP_TO, ids[-1]) == len(ids):
         return events
     subjects = list({event.subject for event in events})
