@@ -98,15 +98,16 @@ def make_messages(count: int, first: int = 0) -> list[Message]:
 
 def _headers(envelope: Envelope) -> list[tuple[str, bytes]]:
     # The relay's `ce_` headers, so the consumer decodes what it would in production.
+    attributes = envelope.model_dump(mode="json", include={"id", "type", "time", "source"})
     pending = PendingEvent(
         outbox_id=0,
-        subject=envelope.user_id,
+        subject=envelope.subject,
         payload="",
-        event_id=envelope.id,
-        type=envelope.type,
-        sequence=envelope.sequence,
-        time=envelope.time,
-        source=envelope.source,
+        event_id=attributes["id"],
+        type=attributes["type"],
+        source=attributes["source"],
+        time=attributes["time"],
+        sequence=str(envelope.sequence),
     )
     return cloudevent_headers(pending)
 

@@ -28,7 +28,7 @@ from events.brokers import ensure_topic
 from producers.broker import PendingEvent, make_publisher
 from producers.kafka import cloudevent_headers
 from producers.main import create_relay
-from producers.relay import pending_event
+from producers.relay import EVENT_COLUMNS
 from producers.settings import RelaySettings
 
 TARGET_RATIO = 0.5
@@ -36,11 +36,7 @@ TIMEOUT_SECONDS = 900.0
 MAX_BATCH_BYTES = 1024 * 1024
 
 # The columns the relay reads for each event, so the baseline sends the same keys and values.
-_EVENTS = """
-    SELECT o.id, o.subject, o.payload::text AS payload, o.event_id, o.type, o.sequence,
-           o.occurred_at, o.payload->>'source' AS source
-    FROM auth.outbox o ORDER BY o.id
-"""
+_EVENTS = f"SELECT {EVENT_COLUMNS} FROM auth.outbox o ORDER BY o.id"
 _PENDING_COUNT = "SELECT count(*) FROM auth.outbox_pending"
 
 Header = tuple[str, bytes]
@@ -115,7 +111,7 @@ async def raw_produce(
     headers: Sequence[list[Header]] | None = None,
 ) -> float:
     """Seconds to send every payload keyed by user, waiting for the acks of each `batch` sends."""
-    keys = [str(event.subject).encode() for event in events]
+    keys = [event.subject.encode() for event in events]
     values = [event.payload.encode() for event in events]
     producer = raw_producer(tansu.servers)
     await producer.start()
@@ -138,22 +134,23 @@ async def raw_produce(
 
 
 async def real_relay(
-    space: Scratch, tansu: Tansu, topic: str, count: int, batch: int, partitions: int
+    space: Scratch, tansu: Tansu, topic: str, args: argparse.Namespace
 ) -> tuple[float, float, float]:
-    """Seconds for `create_relay` to publish `count` events; of them publishing, and connecting."""
+    """Seconds for `create_relay` to publish every event; of them publishing, and connecting."""
     settings = RelaySettings(
         _env_file=None,
         database_url=space.database_url,
         broker_url=tansu.url,
         stream=topic,
-        relay_batch_size=batch,
-        kafka_partitions=partitions,
+        relay_batch_size=args.batch,
+        relay_workers=args.workers,
+        kafka_partitions=args.partitions,
         # Tansu has no InitProducerId.
         kafka_idempotent_producer=False,
     )
     publisher = ConnectTimedPublisher(make_publisher(settings))
     relay = create_relay(settings, publisher=publisher)
-    elapsed = await relay_until_published(relay, count, TIMEOUT_SECONDS)
+    elapsed = await relay_until_published(relay, args.events, TIMEOUT_SECONDS)
     return elapsed, publisher.seconds, publisher.connect_seconds
 
 
@@ -166,12 +163,16 @@ async def check_topic(tansu: Tansu, topic: str, count: int) -> None:
 
 def pending_events(rows: Sequence[Any]) -> list[PendingEvent]:
     """The outbox rows as the relay sees them."""
-    return [pending_event(row) for row in rows]
+    return [PendingEvent._make(row) for row in rows]
 
 
 async def main(args: argparse.Namespace) -> float:
     """Fill the outbox, time raw produce and the relay into fresh topics, print the ratio."""
-    show_text("events, batch size, partitions", f"{args.events:,}, {args.batch}, {args.partitions}")
+    workers = args.workers or "default"
+    show_text(
+        "events, batch size, partitions, relay workers",
+        f"{args.events:,}, {args.batch}, {args.partitions}, {workers}",
+    )
     show_load("at start")
     with tansu() as broker:
         show_text("broker", f"{broker.version} (in memory) at {broker.url}")
@@ -201,9 +202,7 @@ async def main(args: argparse.Namespace) -> float:
                 )
                 relay = await timed(
                     broker,
-                    real_relay(
-                        space, broker, topics["relay"], args.events, args.batch, args.partitions
-                    ),
+                    real_relay(space, broker, topics["relay"], args),
                 )
                 # Raw produce again after the relay: the baseline is the mean of the two, so
                 # a drift in the machine's load during the run weighs on both sides.
@@ -236,7 +235,7 @@ async def main(args: argparse.Namespace) -> float:
     show("  this process's CPU per message", with_headers.cpu_per(n), "us", 1)
     show("relay (create_relay)", relay_rate, "events/s", 0)
     show("  of which connecting (topic, producer)", connect_seconds, "s", 2)
-    show("  of which in publish (FastStream, aiokafka)", publish_seconds, "s", 2)
+    show("  of which in publish (aiokafka)", publish_seconds, "s", 2)
     show(
         "  of which elsewhere (PostgreSQL, loop)",
         relay_seconds - publish_seconds - connect_seconds,
@@ -266,6 +265,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--partitions", type=int, default=6, help="partitions of each topic (default: 6)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="relay_workers (default: the relay's, 2)"
     )
     return parser.parse_args()
 

@@ -1,27 +1,28 @@
 """The broker behind one `publish`: a Redis/Valkey Stream or a Kafka topic, by URL."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
-from uuid import UUID
+from typing import NamedTuple, Protocol
 
 from events.brokers import broker_kind, kafka_servers
 from producers.settings import RelaySettings
 
 
-@dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """An outbox row to publish: its envelope as JSON, and the attributes brokers index by."""
+class PendingEvent(NamedTuple):
+    """An outbox row to publish: its envelope as JSON, and the attributes brokers index by.
+
+    The attributes are the text that Kafka's key and `ce_` headers carry, formatted by
+    PostgreSQL: a relay batch is CPU-bound, and `str(UUID)` or `isoformat` per event in
+    Python cost it several percent. A tuple, so the relay builds one from a row in one call.
+    """
 
     outbox_id: int
-    subject: UUID
+    subject: str  # the user id, a UUID in canonical (lower-case) form
     payload: str
-    event_id: UUID
+    event_id: str
     type: str
-    sequence: int
-    time: datetime
     source: str
+    time: str  # the envelope's `time`, exactly as the JSON carries it
+    sequence: str
 
 
 class EventPublisher(Protocol):

@@ -26,18 +26,33 @@ logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = notify_channel(DEFAULT_SCHEMA)
 
+# What each PendingEvent field is selected as; the select list follows the field order, so
+# a row becomes an event with one `PendingEvent._make`. The attributes come as text, formatted
+# by PostgreSQL; `time` is the envelope's own string, so `ce_time` equals the JSON's `time`.
+_EVENT_COLUMNS = {
+    "outbox_id": "o.id",
+    "subject": "o.subject::text",
+    "payload": "o.payload::text",
+    "event_id": "o.event_id::text",
+    "type": "o.type",
+    "source": "o.payload->>'source'",
+    "time": "o.payload->>'time'",
+    "sequence": "o.sequence::text",
+}
+EVENT_COLUMNS = ", ".join(f"{_EVENT_COLUMNS[field]} AS {field}" for field in PendingEvent._fields)
+"""The select list of a PendingEvent, from an outbox aliased `o`."""
+
 # The batch is locked first and joined after: joined in one step, the planner merge-joins
 # the queue with the whole outbox from its first row, on every batch.
-_LOCK_PENDING = """
+_LOCK_PENDING = f"""
     WITH batch AS (
-        SELECT id, subject FROM {schema}.outbox_pending
+        SELECT id FROM {{schema}}.outbox_pending
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
     )
-    SELECT b.id, b.subject, o.payload::text AS payload, o.event_id, o.type, o.sequence,
-           o.occurred_at, o.payload->>'source' AS source
-    FROM batch b JOIN {schema}.outbox o ON o.id = b.id
+    SELECT {EVENT_COLUMNS}
+    FROM batch b JOIN {{schema}}.outbox o ON o.id = b.id
     ORDER BY b.id
 """
 # Queued events up to our last one: if they are all ours, no other relay holds an earlier
@@ -47,7 +62,7 @@ _QUEUED_UP_TO = "SELECT count(*) FROM {schema}.outbox_pending WHERE id <= $1"
 # Earlier queued events of the same users that another relay holds: an event of ours that
 # comes after one of them must wait, or that user's events would reach the stream out of order.
 _FOREIGN_PENDING = """
-    SELECT subject, min(id) AS first_id
+    SELECT subject::text AS subject, min(id) AS first_id
     FROM {schema}.outbox_pending
     WHERE subject = ANY($1::uuid[]) AND id < $2 AND NOT (id = ANY($3::bigint[]))
     GROUP BY subject
@@ -111,7 +126,7 @@ class OutboxRelay:
             rows = await conn.fetch(self._sql["lock"], self._batch_size)
             if not rows:
                 return 0, 0
-            ready = await _in_user_order(conn, rows, self._sql)
+            ready = await _in_user_order(conn, [PendingEvent._make(row) for row in rows], self._sql)
             if ready:
                 await self._publisher.publish(ready)
                 await conn.execute(self._sql["mark"], [event.outbox_id for event in ready])
@@ -155,33 +170,20 @@ class OutboxRelay:
 
 
 async def _in_user_order(
-    conn: asyncpg.Connection, rows: Sequence[Any], sql: dict[str, str]
-) -> list[PendingEvent]:
-    ids = [row["id"] for row in rows]
-    held: dict[Any, int] = {}
-    if await conn.fetchval(sql["queued"], max(ids)) > len(ids):
-        subjects = list({row["subject"] for row in rows})
-        foreign = await conn.fetch(sql["foreign"], subjects, max(ids), ids)
-        held = {row["subject"]: row["first_id"] for row in foreign}
+    conn: asyncpg.Connection, events: Sequence[PendingEvent], sql: dict[str, str]
+) -> Sequence[PendingEvent]:
+    """The events no other relay's earlier event of the same user has to precede."""
+    ids = [event.outbox_id for event in events]  # ascending: the batch is read in id order
+    if await conn.fetchval(sql["queued"], ids[-1]) == len(ids):
+        return events
+    subjects = list({event.subject for event in events})
+    foreign = await conn.fetch(sql["foreign"], subjects, ids[-1], ids)
+    held = {row["subject"]: row["first_id"] for row in foreign}
     return [
-        pending_event(row)
-        for row in rows
-        if row["subject"] not in held or row["id"] < held[row["subject"]]
+        event
+        for event in events
+        if event.subject not in held or event.outbox_id < held[event.subject]
     ]
-
-
-def pending_event(row: Any) -> PendingEvent:
-    """An outbox row, as `_LOCK_PENDING` selects it, ready to publish."""
-    return PendingEvent(
-        outbox_id=row["id"],
-        subject=row["subject"],
-        payload=row["payload"],
-        event_id=row["event_id"],
-        type=row["type"],
-        sequence=row["sequence"],
-        time=row["occurred_at"],
-        source=row["source"],
-    )
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -15,7 +15,9 @@ from auth.adapters.orm import outbox
 from auth.domain.model import User
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork
 from events import to_envelope
+from events.brokers import broker_kind, kafka_servers
 from producers.broker import EventPublisher, PendingEvent, make_publisher
+from producers.kafka import KafkaPublisher
 from producers.main import create_relay
 from producers.relay import OutboxRelay
 from producers.settings import RelaySettings
@@ -227,6 +229,39 @@ async def test_several_relays_publish_each_event_once_in_per_user_order(
     assert len({event["id"] for event in events}) == 80
     assert_per_user_order(events)
     assert sum(relay.published for relay in relays) == 80
+
+
+async def test_a_relay_batch_split_over_many_kafka_record_batches_keeps_per_user_order(
+    engine: AsyncEngine, relay_settings: RelaySettings
+) -> None:
+    if broker_kind(relay_settings.broker_url) != "kafka":
+        pytest.skip("Kafka record batches only")
+    # About 1 KB an event: each partition's share of the relay batch fills several record
+    # batches, which must reach the partition in the order they were filled.
+    publisher = KafkaPublisher(
+        kafka_servers(relay_settings.broker_url),
+        relay_settings.stream,
+        partitions=relay_settings.kafka_partitions,
+        replication_factor=1,
+        idempotent=False,
+        max_batch_bytes=2048,
+    )
+    users = await write_history(engine, users=5, changes=3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(create_relay(relay_settings, publisher=publisher).run(stop))
+    try:
+
+        async def all_published() -> bool:
+            return len(await broker_events(relay_settings.broker_url, relay_settings.stream)) == 20
+
+        await eventually(all_published)
+    finally:
+        stop.set()
+        await task
+    events = await broker_events(relay_settings.broker_url, relay_settings.stream)
+    assert len({event["id"] for event in events}) == 20
+    assert {event["subject"] for event in events} == {str(user.id) for user in users}
+    assert_per_user_order(events)
 
 
 async def test_publishing_survives_a_broker_that_forgot_its_scripts(
