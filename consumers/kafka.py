@@ -67,6 +67,7 @@ class KafkaTopicConsumer(ProjectionConsumer):
             else "latest",
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_session_timeout_ms // 3,
+            max_partition_fetch_bytes=self.settings.kafka_max_partition_fetch_bytes,
         )
         self._consumer.subscribe([self.settings.stream], listener=_Handover(self))
         await self._consumer.start()
