@@ -100,7 +100,8 @@ async def follow(
     finally:
         await conn.close()
         for process in processes:
-            process.terminate()
+            if process.returncode is None:
+                process.terminate()
             await process.wait()
     return samples
 

@@ -47,7 +47,18 @@ class Projection(ABC):
         raise NotImplementedError(f"{self.name} does not keep unknown event types")
 
     async def create_tables(self, conn: AsyncConnection) -> None:
-        """Create the schema and tables if they do not exist."""
+        """Create the schema and tables if they do not exist.
+
+        Processes of one projection that start together take turns: two concurrent
+        `CREATE SCHEMA IF NOT EXISTS` (or CREATE TABLE, CREATE OR REPLACE FUNCTION) can both
+        miss the other's uncommitted object and fail with a duplicate key. The lock lasts
+        until the caller's transaction ends, so an override that calls this first is
+        covered for the rest of its own statements too.
+        """
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"userbus.create_tables.{self.name}"},
+        )
         await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.name}"'))
         await conn.run_sync(self.metadata.create_all)
 

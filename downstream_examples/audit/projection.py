@@ -17,10 +17,6 @@ from downstream_examples.audit.tables import (
 )
 from events import EVENT_TYPES, Envelope, Event
 
-# Serialises table and trigger creation between processes starting at the same time
-# (two concurrent CREATE OR REPLACE FUNCTION can fail with "tuple concurrently updated").
-_SETUP_LOCK = "SELECT pg_advisory_xact_lock(hashtext('userbus.audit.create_tables'))"
-
 
 class AuditProjection(Projection):
     """Appends each event, as delivered, to `audit.events`.
@@ -36,7 +32,8 @@ class AuditProjection(Projection):
 
     async def create_tables(self, conn: AsyncConnection) -> None:
         """Create the schema and table, then the trigger that refuses UPDATE and DELETE."""
-        await conn.execute(text(_SETUP_LOCK))
+        # The base class's lock, held to the end of the transaction, also serialises the
+        # function and trigger below between processes starting together.
         await super().create_tables(conn)
         await conn.execute(text(REFUSE_CHANGE_FUNCTION))
         await conn.execute(text(REFUSE_CHANGE_TRIGGER))

@@ -2,17 +2,12 @@
 
 from typing import ClassVar
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from downstream_examples.lazy_directory.members import change_role, forget, record_registration
 from downstream_examples.lazy_directory.tables import SCHEMA, metadata
 from events import Envelope, Event, UserDeleted, UserRegistered, UserRoleChanged
-
-# The API and the consumer both create the tables at start: serialise them (two concurrent
-# CREATE SCHEMA IF NOT EXISTS can still fail with a unique violation).
-_SETUP_LOCK = "SELECT pg_advisory_xact_lock(hashtext('userbus.directory.create_tables'))"
 
 
 class DirectoryProjection(Projection):
@@ -23,11 +18,6 @@ class DirectoryProjection(Projection):
         {UserRegistered, UserRoleChanged, UserDeleted}
     )
     metadata = metadata
-
-    async def create_tables(self, conn: AsyncConnection) -> None:
-        """Create the schema and tables if missing, one process at a time."""
-        await conn.execute(text(_SETUP_LOCK))
-        await super().create_tables(conn)
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Create or confirm on registration, follow role changes, forget on deletion."""
