@@ -8,6 +8,7 @@ registration saga) creates the same in its own schema with `outbox_ddl`, writes 
 """
 
 import re
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime, Identity, Integer, MetaData, Table, Text, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
@@ -69,11 +70,9 @@ def outbox_ddl(schema: str) -> list[str]:
     ]
 
 
-def outbox_table(schema: str) -> Table:
-    """The outbox of `schema` as a SQLAlchemy table, for inserting events (own MetaData)."""
-    return Table(
-        "outbox",
-        MetaData(schema=check_schema(schema)),
+def outbox_columns() -> list[Column[Any]]:
+    """The columns of an outbox table (new objects on each call: a column has one table)."""
+    return [
         Column("id", BigInteger, Identity(), primary_key=True),
         Column("event_id", Uuid, nullable=False, unique=True),
         Column("subject", Uuid, nullable=False),
@@ -81,4 +80,9 @@ def outbox_table(schema: str) -> Table:
         Column("type", Text, nullable=False),
         Column("payload", JSONB, nullable=False),
         Column("occurred_at", DateTime(timezone=True), nullable=False),
-    )
+    ]
+
+
+def outbox_table(schema: str) -> Table:
+    """The outbox of `schema` as a SQLAlchemy table, for inserting events (own MetaData)."""
+    return Table("outbox", MetaData(schema=check_schema(schema)), *outbox_columns())

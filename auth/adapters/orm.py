@@ -4,7 +4,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Identity,
     Integer,
     LargeBinary,
     MetaData,
@@ -12,7 +11,8 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+
+from producers.outbox import outbox_columns
 
 SCHEMA = "auth"
 metadata = MetaData(schema=SCHEMA)
@@ -35,17 +35,7 @@ users = Table(
 # The outbox is also the auth service's event log: append-only, so a projection can be rebuilt
 # from it. An insert trigger queues each new row's id in `outbox_pending` (same transaction);
 # the relay deletes ids from that queue once the broker has the events.
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("event_id", Uuid, nullable=False, unique=True),
-    Column("subject", Uuid, nullable=False),
-    Column("sequence", Integer, nullable=False),
-    Column("type", Text, nullable=False),
-    Column("payload", JSONB, nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-)
+outbox = Table("outbox", metadata, *outbox_columns())
 
 outbox_pending = Table(
     "outbox_pending",

@@ -8,22 +8,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.applier import ProjectionApplier
-from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, UserDeleted, to_envelope
 from tests.downstream.test_profiles import History, apply, profile_row
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def applier(engine: AsyncEngine) -> ProjectionApplier:
-    """The profile projection's applier, its tables created on this test's database."""
-    applier = ProjectionApplier(ProfileProjection())
-    async with engine.begin() as conn:
-        await applier.setup(conn)
-    return applier
 
 
 async def position(engine: AsyncEngine, user_id: uuid.UUID) -> int | None:

@@ -32,14 +32,6 @@ def registration(display_name: str | None = None, *, pending: bool = True) -> En
     return to_envelope(event, sequence=1, source="/test")
 
 
-@pytest.fixture
-async def applier(engine: AsyncEngine) -> ProjectionApplier:
-    applier = ProjectionApplier(ProfileProjection())
-    async with engine.begin() as conn:
-        await applier.setup(conn)
-    return applier
-
-
 async def apply(engine: AsyncEngine, applier: ProjectionApplier, *envelopes: Envelope) -> None:
     async with engine.begin() as conn:
         await applier.apply_batch(conn, envelopes)

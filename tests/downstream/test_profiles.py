@@ -63,15 +63,6 @@ class History:
         return to_envelope(event, sequence=sequence, source="/test")
 
 
-@pytest.fixture
-async def applier(engine: AsyncEngine) -> ProjectionApplier:
-    """The profile projection's applier, its tables created on this test's database."""
-    applier = ProjectionApplier(ProfileProjection())
-    async with engine.begin() as conn:
-        await applier.setup(conn)
-    return applier
-
-
 async def apply(
     engine: AsyncEngine, applier: ProjectionApplier, *envelopes: Envelope
 ) -> BatchOutcome:
