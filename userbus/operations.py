@@ -3,14 +3,18 @@
 import asyncio
 from typing import Annotated
 
+import asyncpg
 import typer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auth.saga.answers import NAME as REGISTRATIONS
 from consumers.dead_letters import dead_letters_for
 from consumers.status import StreamStatus, stream_status
-from events import DEFAULT_STREAM, dead_letter_stream
+from downstream_examples.profiles.answers import OUTBOX_SCHEMA as ANSWERS_SCHEMA
+from events import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
 from events.brokers import ensure_topic, kafka_servers
+from producers.outbox import DEFAULT_SCHEMA
 from producers.relay import relay_backlog
 from userbus.projections import PROJECTIONS
 
@@ -27,6 +31,10 @@ class TopicSettings(BaseSettings):
     stream: str = DEFAULT_STREAM
     # `userbus status` also reports the relay's backlog when it knows the auth database.
     database_url: str | None = None
+    # With the registration saga on, `userbus status` also reports the profile service's
+    # answers: their stream, auth's group following it, and the answers' outbox backlog.
+    require_profile: bool = False
+    profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
     kafka_partitions: int = Field(default=6, ge=1, le=10_000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
 
@@ -56,18 +64,36 @@ def status() -> None:
     settings = TopicSettings()
     database_url = settings.database_url
 
-    async def gather() -> tuple[StreamStatus, int | None]:
+    async def gather() -> list[tuple[StreamStatus, str | None]]:
         found = await stream_status(settings.broker_url, settings.stream, list(PROJECTIONS))
-        return found, await relay_backlog(database_url) if database_url else None
+        reports = [(found, await _backlog(database_url, DEFAULT_SCHEMA))]
+        if settings.require_profile:
+            answers = await stream_status(
+                settings.broker_url, settings.profile_stream, [REGISTRATIONS]
+            )
+            reports.append((answers, await _backlog(database_url, ANSWERS_SCHEMA)))
+        return reports
 
-    found, backlog = asyncio.run(gather())
-    typer.echo(f"stream {found.stream}: {found.length} messages")
-    if backlog is not None:
-        typer.echo(f"relay: {backlog} committed events not yet published")
-    for lag in found.groups:
-        behind = "?" if lag.behind is None else str(lag.behind)
-        typer.echo(f"group {lag.group}: {behind} behind, {lag.unacknowledged} unacknowledged")
-    typer.echo(f"dead letters: {found.dead_letters} in {dead_letter_stream(found.stream)}")
+    for found, backlog in asyncio.run(gather()):
+        typer.echo(f"stream {found.stream}: {found.length} messages")
+        if backlog is not None:
+            typer.echo(f"relay: {backlog}")
+        for lag in found.groups:
+            behind = "?" if lag.behind is None else str(lag.behind)
+            typer.echo(f"group {lag.group}: {behind} behind, {lag.unacknowledged} unacknowledged")
+        typer.echo(f"dead letters: {found.dead_letters} in {dead_letter_stream(found.stream)}")
+
+
+async def _backlog(database_url: str | None, schema: str) -> str | None:
+    """What waits in `schema`'s outbox for its relay, said in words; None without a database."""
+    if database_url is None:
+        return None
+    try:
+        count = await relay_backlog(database_url, schema)
+    except asyncpg.UndefinedTableError:
+        # The profile service creates its outbox when its consumer first starts.
+        return f"no {schema}.outbox yet"
+    return f"{count} committed events not yet published from {schema}.outbox"
 
 
 @dlq_app.command("list")

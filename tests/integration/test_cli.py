@@ -17,6 +17,7 @@ from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.settings import ConsumerSettings
+from downstream_examples.profiles.answers import create_answer_outbox
 from downstream_examples.profiles.projection import ProfileProjection
 from events import EVENT_TYPES
 from events.brokers import kafka_servers
@@ -219,9 +220,31 @@ async def test_status_reports_groups_backlog_and_dead_letters(
     }
     result = await asyncio.to_thread(CliRunner().invoke, app, ["status"], env=env)
     assert result.exit_code == 0, result.output
-    assert "relay: 2 committed events not yet published" in result.output
+    assert "relay: 2 committed events not yet published from auth.outbox" in result.output
     assert "group profiles:" in result.output
     assert "dead letters: 0" in result.output
+
+
+async def test_status_with_the_saga_on_reports_the_answers_too(
+    consumer_settings: ConsumerSettings, relay_settings: RelaySettings, engine: AsyncEngine
+) -> None:
+    env = {
+        "USERBUS_BROKER_URL": consumer_settings.broker_url,
+        "USERBUS_STREAM": consumer_settings.stream,
+        "USERBUS_PROFILE_STREAM": f"{consumer_settings.stream}.answers",
+        "USERBUS_DATABASE_URL": relay_settings.database_url,
+        "USERBUS_REQUIRE_PROFILE": "true",
+    }
+    before = await asyncio.to_thread(CliRunner().invoke, app, ["status"], env=env)
+    assert before.exit_code == 0, before.output
+    assert "relay: no profiles.outbox yet" in before.output
+
+    async with engine.begin() as conn:
+        await create_answer_outbox(conn)
+    after = await asyncio.to_thread(CliRunner().invoke, app, ["status"], env=env)
+    assert after.exit_code == 0, after.output
+    assert f"stream {consumer_settings.stream}.answers:" in after.output
+    assert "relay: 0 committed events not yet published from profiles.outbox" in after.output
 
 
 def _capture(monkeypatch: pytest.MonkeyPatch, target: str) -> list[tuple[object, ...]]:
