@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode
 from consumers.dead_letters import DeadLetter, DeadLetterQueue, body_bytes, dead_letters_for
+from consumers.errors import ConsumerFailedError
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from events import Envelope, MalformedEventError, envelope_from_json
@@ -100,6 +101,24 @@ class ProjectionConsumer(ABC):
         queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=1)
         self._reader = asyncio.create_task(self._read(queue), name=f"{self.group}-reader")
         self._applying = asyncio.create_task(self._apply(queue), name=f"{self.group}-applier")
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Wait until `stop` is set; raise ConsumerFailedError if consuming ends before.
+
+        The reader and the applier retry every failure they can; one that ends them anyway
+        is a bug, and a process that went on running without consuming would hide it.
+        """
+        tasks = {task for task in (self._reader, self._applying) if task is not None}
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({stopped, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        for task in done & tasks:
+            if stop.is_set() or task.cancelled():
+                continue
+            logger.critical("%s: %s ended", self.group, task.get_name(), exc_info=task.exception())
+            raise ConsumerFailedError(self.group) from task.exception()
 
     async def stop(self) -> None:
         """Finish and acknowledge the batch being applied, then disconnect.

@@ -50,7 +50,7 @@ async def run_consumer(settings: ConsumerSettings, name: str, stop: asyncio.Even
     consumer = create_consumer_app(settings, projection_named(name))
     await consumer.start()
     try:
-        await stop.wait()
+        await consumer.serve(stop)
     finally:
         await consumer.stop()
 

@@ -28,7 +28,11 @@ class RegistrationSaga:
         """Follow answers and sweep until `stop` is set."""
         await self.consumer.start()
         try:
-            await self.sweeper.run(stop)
+            # If the consumer fails, the task group cancels the sweeper and the error ends
+            # the process; `stop` ends both.
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.consumer.serve(stop))
+                tasks.create_task(self.sweeper.run(stop))
         finally:
             await self.consumer.stop()
             await self.engine.dispose()

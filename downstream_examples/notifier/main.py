@@ -26,7 +26,11 @@ class Notifier:
         # The consumer creates the tables the sender reads, so it starts first.
         await self.consumer.start()
         try:
-            await self.sender.run(stop)
+            # If the consumer fails, the task group cancels the sender and the error ends
+            # the process; `stop` ends both.
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.consumer.serve(stop))
+                tasks.create_task(self.sender.run(stop))
         finally:
             await self.consumer.stop()
 

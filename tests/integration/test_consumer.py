@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from consumers.app import create_consumer_app
 from consumers.base import ProjectionConsumer
 from consumers.dead_letters import DeadLetter, dead_letters_for
+from consumers.errors import ConsumerFailedError
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, Event, UserDeleted, UserRegistered, to_envelope
@@ -381,3 +382,23 @@ async def test_a_redis_group_that_vanishes_is_created_again_and_consuming_goes_o
 
 async def _count(rows: Any, expected: int) -> bool:
     return len(await rows) == expected
+
+
+async def test_a_consumer_whose_reader_breaks_fails_loudly_and_acknowledges_nothing(
+    consumer_settings: ConsumerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = create_consumer_app(consumer_settings, ProfileProjection())
+
+    def broken(bodies: Sequence[Any], origins: Sequence[str] = ()) -> Any:
+        raise RuntimeError("a bug in decoding")
+
+    monkeypatch.setattr(consumer, "decode", broken)
+    await consumer.start()
+    try:
+        await xadd(consumer_settings.broker_url, consumer_settings.stream, [registered("x")])
+        with pytest.raises(ConsumerFailedError):
+            await asyncio.wait_for(consumer.serve(asyncio.Event()), timeout=30)
+    finally:
+        await consumer.stop()
+    # The batch it could not decode is still to be delivered, to the process that replaces it.
+    assert await pending(consumer_settings) == 1
