@@ -134,8 +134,8 @@ class RedisStreamConsumer(ProjectionConsumer):
                 return
 
     async def _ensure_group(self) -> None:
-        # Created here rather than at `$` (XREADGROUP's habit in most clients): a group made
-        # at `$` never sees the backlog that was there before it.
+        # Created at the beginning of the stream by default, not at `$` as most clients (and
+        # FastStream) do: a group made at `$` never sees the backlog that was there before it.
         start = "0" if self.settings.consumer_start == "beginning" else "$"
         try:
             await self.client.xgroup_create(

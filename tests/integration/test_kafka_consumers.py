@@ -5,16 +5,19 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.app import create_consumer_app
+from consumers.base import ProjectionConsumer
 from consumers.kafka import KafkaTopicConsumer
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
+from events import Envelope, Event
 from tests.conftest import KAFKA_SESSION_TIMEOUT_MS
 from tests.integration.helpers import eventually, unacknowledged
 from tests.integration.test_consumer import deleted, profiles, registered, xadd
@@ -80,8 +83,9 @@ async def test_a_batch_applied_but_not_committed_comes_again_and_is_absorbed(
     )
 
 
-async def _applied(consumer: KafkaTopicConsumer, count: int) -> bool:
-    return consumer.totals.applied == count
+async def _applied(consumer: ProjectionConsumer, count: int, *, at_least: bool = False) -> bool:
+    applied = consumer.totals.applied
+    return applied >= count if at_least else applied == count
 
 
 async def test_a_consumer_process_killed_mid_backlog_resumes_from_its_commits(
@@ -169,3 +173,51 @@ async def test_two_consumers_of_one_group_share_the_partitions_and_apply_each_ev
     assert two.totals.applied > 0
     remaining = {user.data["username"] for user in users[20:]}
     assert {row[1] for row in await profiles(engine)} == remaining
+
+
+class Unhurried(ProfileProjection):
+    """The profile projection, taking 50 ms over each batch so that a rebalance meets a backlog."""
+
+    async def apply_many(
+        self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
+    ) -> None:
+        await asyncio.sleep(0.05)
+        await super().apply_many(conn, batch)
+
+
+async def test_a_member_joining_mid_backlog_takes_partitions_over_without_losing_or_reordering(
+    kafka_settings: ConsumerSettings, engine: AsyncEngine
+) -> None:
+    # The first member hands partitions over in the middle of the backlog: it applies and
+    # commits what it has read, and the second one continues from those commits.
+    users = [registered(f"u{uuid.uuid4().hex[:8]}") for _ in range(300)]
+    gone = users[:150]
+    await xadd(
+        kafka_settings.broker_url, kafka_settings.stream, [*users, *(deleted(u) for u in gone)]
+    )
+    one = create_consumer_app(
+        kafka_settings.model_copy(update={"consumer_name": "one"}), Unhurried()
+    )
+    two = create_consumer_app(
+        kafka_settings.model_copy(update={"consumer_name": "two"}), Unhurried()
+    )
+    await one.start()
+    try:
+        await eventually(lambda: _applied(one, 50, at_least=True), timeout=30)
+        await two.start()
+
+        async def settled() -> bool:
+            lag = await unacknowledged(
+                kafka_settings.broker_url, kafka_settings.stream, str(kafka_settings.consumer_group)
+            )
+            return lag == 0 and one.totals.applied + two.totals.applied == 450
+
+        await eventually(settled, timeout=90)
+    finally:
+        await one.stop()
+        await two.stop()
+    assert two.totals.applied > 0  # the second member did get partitions
+    assert one.totals.applied + two.totals.applied == 450  # each event once in effect
+    assert one.totals.gaps == two.totals.gaps == 0  # each user's events in order
+    kept = {user.data["username"] for user in users[150:]}
+    assert {row[1] for row in await profiles(engine)} == kept
