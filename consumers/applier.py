@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
@@ -10,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from consumers.tracking import lock_positions, save_positions, tracking_table
-from events import Envelope, Event, MalformedEventError, UnknownEventTypeError, event_from_envelope
+from events import (
+    Envelope,
+    Event,
+    MalformedEventError,
+    UnknownEventTypeError,
+    envelope_from_json,
+    event_from_envelope,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,3 +165,10 @@ def _final_positions(batch: Sequence[Decoded]) -> dict[UUID, int]:
         sequence = 0 if item.malformed is not None else item.envelope.sequence
         final[subject] = max(final.get(subject, 0), sequence)
     return final
+
+
+def parse_envelope(body: Any) -> Envelope:
+    """The envelope in a decoded message body; raises if the body is not one."""
+    if isinstance(body, dict):
+        return Envelope.model_validate(body)
+    return envelope_from_json(body)

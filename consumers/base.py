@@ -1,7 +1,6 @@
 """What every broker's consumer shares: applying batches, retried in place, and counting."""
 
 import asyncio
-import gc
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
@@ -9,39 +8,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode
+from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode, parse_envelope
 from consumers.dead_letters import DeadLetter, DeadLetterQueue, body_bytes, dead_letters_for
 from consumers.errors import ConsumerFailedError
+from consumers.failures import is_transient
+from consumers.memory import tune_garbage_collection
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
-from events import Envelope, MalformedEventError, envelope_from_json
+from events import MalformedEventError
 
 logger = logging.getLogger(__name__)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether an error says the database is away rather than that the batch is bad.
-
-    Transient errors are retried in place, for as long as it takes, so that nothing behind
-    them is applied first and per-user order holds. Anything else (a constraint the event
-    breaks, a bug in a handler) is the event's fault: it gets a few attempts, then the
-    dead-letter stream.
-    """
-    if isinstance(exc, OSError | ConnectionError | OperationalError | InterfaceError):
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    # Refused or lost connections (database restarting, out of slots) and conflicts that a
-    # retry resolves, by SQLSTATE: 08 connection, 53 resources, 57P operator intervention,
-    # 40001 serialization failure, 40P01 deadlock.
-    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
-    return exc.connection_invalidated or sqlstate.startswith(_TRANSIENT_SQLSTATES)
-
-
-_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
 # Events decoded between two looks at the event loop (about 1 ms of work).
 _DECODE_SLICE = 100
 
@@ -96,7 +76,7 @@ class ProjectionConsumer(ABC):
         async with self.engine.begin() as conn:
             await self.applier.setup(conn)
         await self._connect()
-        _tune_garbage_collection(self.settings.consumer_gc_threshold)
+        tune_garbage_collection(self.settings.consumer_gc_threshold)
         # One batch read ahead: enough to overlap, and a stop leaves little unacknowledged.
         queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=1)
         self._reader = asyncio.create_task(self._read(queue), name=f"{self.group}-reader")
@@ -308,24 +288,3 @@ class ProjectionConsumer(ABC):
     @abstractmethod
     async def _disconnect(self) -> None:
         """Close the broker connections."""
-
-
-def _tune_garbage_collection(threshold: int) -> None:
-    """Collect garbage less often, and never walk what start-up allocated.
-
-    A consumer allocates and drops short-lived objects by the million; with Python's
-    defaults a third of its CPU went to collections that walked the whole heap of imported
-    modules and mappings, all of which live as long as the process.
-    """
-    if threshold == 0:
-        return
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(threshold, middle, oldest)
-    gc.freeze()
-
-
-def parse_envelope(body: Any) -> Envelope:
-    """The envelope in a decoded message body; raises if the body is not one."""
-    if isinstance(body, dict):
-        return Envelope.model_validate(body)
-    return envelope_from_json(body)
