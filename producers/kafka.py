@@ -27,8 +27,8 @@ class KafkaPublisher:
     The relay fills aiokafka's batches itself, one per partition, rather than calling `send`
     per event: the envelopes are already serialised, and a `send` per event (its metadata
     and partition lookups, a future and its callback) took about 40 % of the relay's CPU
-    (bench/README.md). The partition is the one `send` would pick for the key. Consumers
-    read the topic through FastStream as usual.
+    (bench/README.md). The partition is the one `send` would pick for the key, and the
+    idempotent producer numbers these batches as it numbers its own (when they are sent).
     """
 
     def __init__(
