@@ -3,7 +3,7 @@
 A stream entry has a single field, `__data__` (FastStream's data field), whose value is the
 envelope as UTF-8 JSON, so `redis-cli XRANGE userbus.users - +` shows readable events and any
 client can consume them. FastStream's default Redis format is binary; this format replaces it
-on both the publishing and the consuming broker.
+on the relay's broker, and the consumers read the field's bytes themselves.
 """
 
 from collections.abc import Sequence

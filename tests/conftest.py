@@ -209,6 +209,19 @@ def consumer_settings(isolated_database_url: str, broker_url: str, stream: str) 
 
 
 @pytest.fixture
+def redis_consumer_settings(
+    isolated_database_url: str, redis_url: str, stream: str
+) -> ConsumerSettings:
+    """Consumer settings on Redis only, for what only Redis Streams have (a pending list)."""
+    return ConsumerSettings(
+        database_url=isolated_database_url,
+        broker_url=redis_url,
+        stream=stream,
+        consumer_group=f"profiles-{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture
 async def engine(isolated_database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on this test's database, for setting up and asserting."""
     engine = create_async_engine(sqlalchemy_url(isolated_database_url))

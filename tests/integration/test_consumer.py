@@ -131,16 +131,11 @@ async def test_a_new_group_starts_from_the_beginning_of_the_stream(
 
 
 async def test_entries_left_unacknowledged_by_a_crash_are_applied_at_restart(
-    isolated_database_url: str, redis_url: str, stream: str, engine: AsyncEngine
+    redis_consumer_settings: ConsumerSettings, engine: AsyncEngine
 ) -> None:
     # Redis Streams only: its pending list is the redelivery mechanism (Kafka's is the
     # uncommitted offset, covered below).
-    consumer_settings = ConsumerSettings(
-        database_url=isolated_database_url,
-        broker_url=redis_url,
-        stream=stream,
-        consumer_name="crashing",
-    )
+    consumer_settings = redis_consumer_settings.model_copy(update={"consumer_name": "crashing"})
     first = create_consumer_app(consumer_settings, ProfileProjection())
     await first.start()  # creates the group and tables
     await first.stop()
@@ -149,7 +144,9 @@ async def test_entries_left_unacknowledged_by_a_crash_are_applied_at_restart(
     # The same consumer name reads the entry and dies before applying or acknowledging it.
     client = redis.Redis.from_url(consumer_settings.broker_url)
     await client.xreadgroup(
-        "profiles", consumer_settings.consumer_name, {consumer_settings.stream: ">"}
+        str(consumer_settings.consumer_group),
+        consumer_settings.consumer_name,
+        {consumer_settings.stream: ">"},
     )
     await client.aclose()
     assert await pending(consumer_settings) == 1
@@ -354,15 +351,11 @@ async def test_stopping_finishes_the_batch_in_hand_and_acknowledges_it(
 
 
 async def test_a_redis_group_that_vanishes_is_created_again_and_consuming_goes_on(
-    isolated_database_url: str, redis_url: str, stream: str, engine: AsyncEngine
+    redis_consumer_settings: ConsumerSettings, engine: AsyncEngine
 ) -> None:
     # As after a Valkey restart without its data: the stream and its group are gone.
-    settings = ConsumerSettings(
-        database_url=isolated_database_url,
-        broker_url=redis_url,
-        stream=stream,
-        consumer_group=f"profiles-{uuid.uuid4().hex[:8]}",
-    )
+    settings = redis_consumer_settings
+    redis_url, stream = settings.broker_url, settings.stream
     consumer = create_consumer_app(settings, ProfileProjection())
     await consumer.start()
     try:

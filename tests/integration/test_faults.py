@@ -350,16 +350,11 @@ async def test_connections_dying_for_seconds_lose_nothing_and_dead_letter_nothin
 
 
 async def test_a_database_refusing_connections_for_seconds_dead_letters_nothing(
-    isolated_database_url: str, redis_url: str, stream: str, engine: AsyncEngine
+    redis_consumer_settings: ConsumerSettings, isolated_database_url: str, engine: AsyncEngine
 ) -> None:
-    # Redis only: the classification is shared by both brokers' consumers (consumers/base.py).
-    settings = ConsumerSettings(
-        database_url=isolated_database_url,
-        broker_url=redis_url,
-        stream=stream,
-        consumer_group=f"profiles-{uuid.uuid4().hex[:8]}",
-        consumer_batch_size=5,
-    )
+    # Redis only: the classification is shared by both brokers' consumers
+    # (consumers/failures.py).
+    settings = redis_consumer_settings.model_copy(update={"consumer_batch_size": 5})
     await consume_through_a_database_outage(
         settings, isolated_database_url, engine, seconds=5.0, refuse=True
     )
