@@ -1,0 +1,1 @@
+"""Infrastructure shared by the services: brokers, mail, settings basics (imports events/ only)."""
