@@ -9,9 +9,9 @@ from auth.domain.errors import (
     WeakPasswordError,
 )
 from auth.domain.model import Principal, Role, User
-from auth.service_layer.users import register_user
+from auth.service_layer.registrations import register_user
 from events import UserRegistered
-from tests.unit.fakes import FakePasswordHasher, FakeUnitOfWorkFactory
+from tests.unit.fakes import FakePasswordHasher, FakeUnitOfWorkFactory, make_context
 from tests.unit.helpers import PASSWORD, add_user, principal_of
 
 
@@ -27,8 +27,7 @@ async def register(
     actor: Principal | None = None,
 ) -> User:
     return await register_user(
-        uow_factory,
-        hasher,
+        make_context(uow_factory, hasher=hasher),
         username=username,
         email=email or f"{username.lower()}@example.com",
         password=password,
