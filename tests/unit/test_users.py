@@ -26,7 +26,7 @@ from auth.service_layer.users import (
     list_users,
 )
 from events import UserDeleted, UserRegistered
-from tests.unit.fakes import FakeUnitOfWorkFactory
+from tests.unit.fakes import CapturedAudit, FakeUnitOfWorkFactory
 from tests.unit.helpers import PASSWORD, add_user, principal_of
 
 
@@ -261,6 +261,20 @@ async def test_a_deleted_users_name_is_free_again(
     assert new.id != old.id
     sequence, event = uow_factory.outbox[-1]
     assert (sequence, type(event), event.user_id) == (1, UserRegistered, new.id)
+
+
+async def test_a_deletion_is_audited_with_the_name_asked_for_and_who_asked(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+) -> None:
+    await add_user(uow_factory, "alice")
+    root = principal_of(await add_user(uow_factory, "root", role="admin"))
+
+    await delete_user(ctx, actor=root, username="ALICE")
+    with pytest.raises(UserNotFoundError):
+        await delete_user(ctx, actor=root, username="ghost")
+
+    [line] = audit.lines("user_deleted")
+    assert (line["username"], line["by"]) == ("ALICE", str(root.user_id))
 
 
 # --- authenticated_user ----------------------------------------------------------------------
