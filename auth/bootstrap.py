@@ -39,7 +39,7 @@ class Overrides:
 
 
 def build_context(
-    settings: AuthSettings, engine: AsyncEngine, overrides: Overrides = Overrides()
+    settings: AuthSettings, engine: AsyncEngine, overrides: Overrides | None = None
 ) -> tuple[AuthContext, AsyncExitStack]:
     """The AuthContext of `settings` on `engine`, and the stack that closes what it opened.
 
@@ -47,6 +47,7 @@ def build_context(
     file: Redis connects on first use, and the signing key is read (or, in development,
     generated) when a token is first issued or verified.
     """
+    overrides = overrides or Overrides()
     resources = AsyncExitStack()
     hasher = overrides.hasher
     if hasher is None:

@@ -53,7 +53,7 @@ def create_registration_saga(
         update={"stream": auth.profile_stream, "database_url": auth.database_url}
     )
     engine = create_async_engine(auth.database_url, pool_size=2)
-    context, resources = build_context(auth, engine, overrides or Overrides())
+    context, resources = build_context(auth, engine, overrides)
     sweeper = PendingRegistrationSweeper(
         context,
         timeout=timedelta(seconds=auth.pending_registration_timeout_seconds),
