@@ -5,7 +5,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,8 +18,8 @@ from auth.security.tokens import (
     Algorithm,
     TokenService,
     generate_private_key_pem,
-    load_signing_key,
 )
+from auth.security.tokens import token_service as configured_token_service
 from auth.settings import AuthSettings
 from consumers.jwks import REQUIRED_CLAIMS, JwksVerifier
 
@@ -44,13 +44,7 @@ def token_service(algorithm: Algorithm) -> TokenService:
         jwt_algorithm=algorithm,
         jwt_private_key=generate_private_key_pem(algorithm).decode(),
     )
-    return TokenService(
-        load_signing_key(settings),
-        algorithm=settings.jwt_algorithm,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
-    )
+    return configured_token_service(settings)
 
 
 def tokens(service: TokenService, count: int) -> list[str]:

@@ -59,7 +59,7 @@ async def _authenticated(services: Services, token: str | None) -> tuple[Princip
     if token is None:
         raise NotAuthenticatedError("a bearer token is required")
     principal = services.auth.tokens.verify(token)
-    return principal, await authenticated_user(services.auth.uow_factory, principal)
+    return principal, await authenticated_user(services.auth, principal=principal)
 
 
 async def get_optional_principal(

@@ -14,6 +14,7 @@ from auth.domain.errors import (
     EmailTakenError,
     InvalidCredentialsError,
     InvalidCursorError,
+    InvalidFieldError,
     InvalidRefreshTokenError,
     InvalidResetTokenError,
     LastAdminError,
@@ -23,7 +24,6 @@ from auth.domain.errors import (
     TooManyAttemptsError,
     UsernameTakenError,
     UserNotFoundError,
-    WeakPasswordError,
 )
 
 STATUS_OF: dict[type[AuthError], int] = {
@@ -50,7 +50,7 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
-    if isinstance(exc, WeakPasswordError):
+    if isinstance(exc, InvalidFieldError):
         # The validation shape, like every other 422, naming the field and the rule broken.
         detail = [{"type": exc.code, "loc": ["body", exc.field], "msg": exc.message}]
         return JSONResponse({"detail": detail}, status_code=422)

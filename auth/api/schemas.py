@@ -7,9 +7,7 @@ from uuid import UUID
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
-from auth.domain.model import Role, Status, User
-
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+from auth.domain.model import USERNAME_PATTERN, Role, SettableStatus, Status, User
 
 
 def no_nul(value: str) -> str:
@@ -83,7 +81,7 @@ class UserUpdate(_Request):
     email: EmailStr | None = None
     display_name: DisplayName | None = None
     role: Role | None = None
-    status: Literal["active", "disabled"] | None = None
+    status: SettableStatus | None = None
 
 
 class UserOut(BaseModel):

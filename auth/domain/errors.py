@@ -76,14 +76,36 @@ class UserNotFoundError(AuthError):
         self.username = username
 
 
-class WeakPasswordError(AuthError):
+USERNAME_RULE = "the username must be 3-32 characters of letters, digits, _ . -"
+
+
+class InvalidFieldError(AuthError):
+    """A value for a new account or password breaks a domain rule; `field` names its field."""
+
+    code = "invalid_field"
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class WeakPasswordError(InvalidFieldError):
     """A new password breaks the password policy; `field` names the request field."""
 
     code = "weak_password"
 
     def __init__(self, reason: str, field: str = "password") -> None:
-        super().__init__(reason)
-        self.field = field
+        super().__init__(reason, field)
+
+
+class InvalidUsernameError(InvalidFieldError):
+    """A new account's username breaks the username rule (auth.domain.model.USERNAME_PATTERN)."""
+
+    code = "invalid_username"
+
+    def __init__(self, username: str) -> None:
+        super().__init__(USERNAME_RULE, "username")
+        self.username = username
 
 
 class InvalidRefreshTokenError(AuthError):

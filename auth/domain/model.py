@@ -1,10 +1,12 @@
 """The User aggregate: every change bumps its version and records the matching event."""
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 from uuid import UUID, uuid4
 
+from auth.domain.errors import InvalidUsernameError
 from events import (
     Event,
     PasswordChanged,
@@ -16,10 +18,23 @@ from events import (
     UserUpdated,
 )
 
-Role = Literal["user", "admin"]
-Status = Literal["active", "disabled", "pending"]
+# The contract defines them (consumers read them from the events): one definition.
+from events.user import Role as Role
+from events.user import Status as Status
+
+# What an admin may set; `pending` is only ever the registration saga's.
+SettableStatus = Literal["active", "disabled"]
 PasswordChangeReason = Literal["change", "reset", "admin"]
 ProfileField = Literal["email", "display_name"]
+
+# The one username rule: the HTTP schema puts it in the OpenAPI document, the use cases check it.
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+
+
+def check_username(username: str) -> None:
+    """Raise InvalidUsernameError unless `username` fits USERNAME_PATTERN."""
+    if not re.fullmatch(USERNAME_PATTERN, username):
+        raise InvalidUsernameError(username)
 
 
 @dataclass(frozen=True)

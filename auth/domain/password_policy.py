@@ -3,6 +3,9 @@
 from functools import cache
 from pathlib import Path
 
+from auth.domain.errors import WeakPasswordError
+from auth.domain.model import User
+
 MIN_PASSWORD_CHARS = 8
 # bcrypt ignores everything past 72 bytes; refusing longer passwords beats truncating silently.
 MAX_PASSWORD_BYTES = 72
@@ -36,6 +39,18 @@ def password_problem(
     if folded in common_passwords():
         return "the password is too common"
     return None
+
+
+def check_new_password(password: str, user: User | None = None, *, field: str = "password",
+                       username: str | None = None, email: str | None = None) -> None:  # fmt: skip
+    """Raise WeakPasswordError when the password breaks the policy for this account."""
+    problem = password_problem(
+        password,
+        username=user.username if user else username,
+        email=user.email if user else email,
+    )
+    if problem is not None:
+        raise WeakPasswordError(problem, field=field)
 
 
 def _contains(folded_password: str, identity: str | None) -> bool:

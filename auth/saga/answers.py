@@ -1,12 +1,13 @@
 """ProfileAnswers: the auth service follows the profile service's answers with the toolkit."""
 
 import logging
+from dataclasses import replace
 from typing import ClassVar
 
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from auth.security.audit import AuditLog
+from auth.service_layer.context import AuthContext
 from auth.service_layer.registrations import complete_registration, fail_registration
 from auth.service_layer.unit_of_work import JoinedUnitOfWork
 from consumers.projection import Projection
@@ -30,20 +31,21 @@ class ProfileAnswers(Projection):
     handles: ClassVar[frozenset[type[Event]]] = frozenset({ProfileCreated, ProfileRejected})
     metadata: ClassVar[MetaData] = MetaData(schema=NAME)
 
-    def __init__(self, *, event_source: str, audit: AuditLog | None = None) -> None:
+    def __init__(self, ctx: AuthContext, *, event_source: str) -> None:
+        self._ctx = ctx
         self._event_source = event_source
-        self._audit = audit or AuditLog()
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Complete the registration on ProfileCreated, compensate on ProfileRejected."""
-        uow = JoinedUnitOfWork(conn, event_source=self._event_source)
+        # The use cases' unit of work joins the consumer's transaction instead of opening one.
+        ctx = replace(
+            self._ctx, uow_factory=lambda: JoinedUnitOfWork(conn, event_source=self._event_source)
+        )
         match event:
             case ProfileCreated():
-                changed = await complete_registration(uow, event.user_id, audit=self._audit)
+                changed = await complete_registration(ctx, user_id=event.user_id)
             case ProfileRejected():
-                changed = await fail_registration(
-                    uow, event.user_id, why=event.reason, audit=self._audit
-                )
+                changed = await fail_registration(ctx, user_id=event.user_id, why=event.reason)
             case _:
                 return
         if not changed:

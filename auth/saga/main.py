@@ -1,15 +1,15 @@
 """create_registration_saga: the auth service's saga process (answer follower and sweeper)."""
 
 import asyncio
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from auth.bootstrap import Overrides, build_context
 from auth.saga.answers import ProfileAnswers
 from auth.saga.sweeper import PendingRegistrationSweeper
-from auth.security.audit import AuditLog
-from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.base import ProjectionConsumer
@@ -23,6 +23,7 @@ class RegistrationSaga:
     consumer: ProjectionConsumer
     sweeper: PendingRegistrationSweeper
     engine: AsyncEngine
+    resources: AsyncExitStack
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow answers and sweep until `stop` is set."""
@@ -35,11 +36,12 @@ class RegistrationSaga:
                 tasks.create_task(self.sweeper.run(stop))
         finally:
             await self.consumer.stop()
+            await self.resources.aclose()
             await self.engine.dispose()
 
 
 def create_registration_saga(
-    auth: AuthSettings, consumer: ConsumerSettings, *, audit: AuditLog | None = None
+    auth: AuthSettings, consumer: ConsumerSettings, overrides: Overrides | None = None
 ) -> RegistrationSaga:
     """The saga on the auth database, following `auth.profile_stream` on the consumer's broker.
 
@@ -47,23 +49,18 @@ def create_registration_saga(
     whatever `consumer.database_url` says; the rest of `consumer` (broker, group, batch
     sizes) applies as given.
     """
-    audit = audit or AuditLog()
     follower = consumer.model_copy(
         update={"stream": auth.profile_stream, "database_url": auth.database_url}
     )
     engine = create_async_engine(auth.database_url, pool_size=2)
-
-    def uow_factory() -> UnitOfWork:
-        return SqlAlchemyUnitOfWork(engine, event_source=auth.event_source)
-
+    context, resources = build_context(auth, engine, overrides)
     sweeper = PendingRegistrationSweeper(
-        uow_factory,
+        context,
         timeout=timedelta(seconds=auth.pending_registration_timeout_seconds),
         interval=auth.registration_sweep_interval_seconds,
-        audit=audit,
     )
-    projection = ProfileAnswers(event_source=auth.event_source, audit=audit)
-    return RegistrationSaga(create_consumer_app(follower, projection), sweeper, engine)
+    projection = ProfileAnswers(context, event_source=auth.event_source)
+    return RegistrationSaga(create_consumer_app(follower, projection), sweeper, engine, resources)
 
 
 async def run_registration_saga(

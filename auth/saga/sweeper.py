@@ -5,8 +5,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from auth.security.audit import AuditLog
-from auth.service_layer.context import UnitOfWorkFactory
+from auth.service_layer.context import AuthContext
 from auth.service_layer.registrations import expire_registrations
 
 logger = logging.getLogger(__name__)
@@ -21,17 +20,15 @@ class PendingRegistrationSweeper:
 
     def __init__(
         self,
-        uow_factory: UnitOfWorkFactory,
+        ctx: AuthContext,
         *,
         timeout: timedelta,
         interval: float,
-        audit: AuditLog | None = None,
         batch_size: int = 100,
     ) -> None:
-        self._uow_factory = uow_factory
+        self._ctx = ctx
         self._timeout = timeout
         self._interval = interval
-        self._audit = audit or AuditLog()
         self._batch_size = batch_size
         self.expired = 0
 
@@ -40,9 +37,8 @@ class PendingRegistrationSweeper:
         total = 0
         while True:
             count = await expire_registrations(
-                self._uow_factory(), timeout=self._timeout, limit=self._batch_size,
-                audit=self._audit,
-            )  # fmt: skip
+                self._ctx, timeout=self._timeout, limit=self._batch_size
+            )
             total += count
             if count < self._batch_size:
                 break

@@ -122,6 +122,18 @@ class TokenService:
         return {"keys": list(self._jwks)}
 
 
+def token_service(settings: AuthSettings) -> TokenService:
+    """The TokenService the settings describe (in development this may generate the key)."""
+    return TokenService(
+        load_signing_key(settings),
+        algorithm=settings.jwt_algorithm,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        previous_public_keys=load_previous_public_keys(settings),
+    )
+
+
 def load_signing_key(settings: AuthSettings) -> SigningKey:
     """The configured private key; in development, a generated one kept in the data dir."""
     if settings.jwt_private_key is not None:

@@ -11,7 +11,7 @@ from auth.domain.errors import (
 )
 from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
-from auth.service_layer.context import AuthContext, UnitOfWorkFactory, now
+from auth.service_layer.context import AuthContext, now
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,7 @@ class TokenPair:
     user: User
 
 
-async def authenticate(
-    uow_factory: UnitOfWorkFactory, hasher: PasswordHasher, *, login: str, password: str
-) -> User:
+async def authenticate(ctx: AuthContext, *, login: str, password: str) -> User:
     """The active user whose username or email and password match; else InvalidCredentialsError.
 
     A pending account (registration saga) with the right password is RegistrationPendingError.
@@ -34,9 +32,9 @@ async def authenticate(
     An unknown login still costs one bcrypt verification, so timing does not tell which
     usernames exist. The error's `reason` is for the audit log only, never for the client.
     """
-    async with uow_factory() as uow:
+    async with ctx.uow_factory() as uow:
         user = await uow.users.get_by_login(login)
-    return await _verified(hasher, user, password)
+    return await _verified(ctx.hasher, user, password)
 
 
 async def _verified(hasher: PasswordHasher, user: User | None, password: str) -> User:

@@ -1,17 +1,41 @@
-"""What the use cases work with, wired once by the app and handed to each call."""
+"""What the use cases work with, wired once (auth/bootstrap.py) and handed to each call.
+
+Every use case takes `ctx: AuthContext` as its first parameter, and keywords after it.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
 
 from auth.adapters.rate_limit import LoginRateLimiter
+from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
 from auth.security.audit import AuditLog
-from auth.security.tokens import TokenService
+from auth.security.tokens import IssuedToken
 from auth.service_layer.unit_of_work import UnitOfWork
 from consumers.mailer import Mailer
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class AccessTokens(Protocol):
+    """Issues and verifies access tokens (auth.security.tokens.TokenService)."""
+
+    def issue(
+        self, user: User, *, session_id: UUID | None = None, now: datetime | None = None
+    ) -> IssuedToken:
+        """A signed access token for the user, bound to its session when it has one."""
+        ...
+
+    def verify(self, token: str) -> Principal:
+        """The principal a token names; NotAuthenticatedError for any token we did not issue."""
+        ...
+
+    def jwks(self) -> dict[str, Any]:
+        """The JSON Web Key Set other services verify tokens with."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -24,16 +48,18 @@ class Lifetimes:
 
 @dataclass(frozen=True)
 class AuthContext:
-    """The collaborators of the authentication use cases (tests pass fakes)."""
+    """The collaborators and settings of the auth use cases (tests pass fakes)."""
 
     uow_factory: UnitOfWorkFactory
     hasher: PasswordHasher
-    tokens: TokenService
+    tokens: AccessTokens
     limiter: LoginRateLimiter
     mailer: Mailer
     audit: AuditLog
     lifetimes: Lifetimes = Lifetimes()
     password_reset_url: str | None = None
+    # The registration saga: new accounts start `pending` until the profile service answers.
+    require_profile: bool = False
 
 
 def now() -> datetime:

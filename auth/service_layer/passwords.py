@@ -4,9 +4,9 @@ from uuid import UUID
 
 from auth.domain.errors import ConcurrentUpdateError, InvalidResetTokenError
 from auth.domain.model import Principal, User
+from auth.domain.password_policy import check_new_password
 from auth.service_layer.authentication import check_credentials
 from auth.service_layer.context import AuthContext, now
-from auth.service_layer.users import check_new_password
 from consumers.mailer import Message
 
 

@@ -1,4 +1,4 @@
-"""Use cases of the registration saga: activate or compensate a pending account.
+"""Use cases of registration: creating accounts, and the saga's settling of pending ones.
 
 With `require_profile` on, a new account is `pending` until the profile service answers.
 ProfileCreated completes the registration (UserStatusChanged pending -> active);
@@ -12,39 +12,109 @@ settled by an admin) changes nothing.
 from datetime import timedelta
 from uuid import UUID
 
-from auth.security.audit import AuditLog
-from auth.service_layer.context import now
-from auth.service_layer.unit_of_work import UnitOfWork
+from auth.domain.errors import EmailTakenError, PermissionDeniedError, UsernameTakenError
+from auth.domain.model import Principal, Role, User, check_username
+from auth.domain.password_policy import check_new_password
+from auth.service_layer.context import AuthContext, now
 
 REGISTRATION_FAILED = "registration_failed"
 REGISTRATION_EXPIRED = "registration_expired"
 
 
-async def complete_registration(uow: UnitOfWork, user_id: UUID, *, audit: AuditLog) -> bool:
+async def register_user(
+    ctx: AuthContext,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    display_name: str | None = None,
+    role: Role = "user",
+    actor: Principal | None = None,
+) -> User:
+    """Create an account; its UserRegistered event is committed with it or not at all.
+
+    With `ctx.require_profile` (the registration saga) it starts pending, unable to log in
+    until its profile exists.
+    """
+    if role != "user" and not (actor and actor.is_admin):
+        raise PermissionDeniedError("only an admin may choose the role of a new user")
+    user = await _register(
+        ctx, username=username, email=email, password=password, display_name=display_name,
+        role=role, pending=ctx.require_profile,
+    )  # fmt: skip
+    ctx.audit.record(
+        "user_registered", user_id=user.id, username=user.username, role=user.role,
+        status=user.status, by=actor.user_id if actor else None,
+    )  # fmt: skip
+    return user
+
+
+async def create_admin(ctx: AuthContext, *, username: str, email: str, password: str) -> User:
+    """An active admin account, for bootstrapping a deployment from the command line."""
+    return await _register(
+        ctx, username=username, email=email, password=password, display_name=None,
+        role="admin", pending=False,
+    )  # fmt: skip
+
+
+async def _register(
+    ctx: AuthContext,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    display_name: str | None,
+    role: Role,
+    pending: bool,
+) -> User:
+    check_new_password(password, username=username, email=email)
+    check_username(username)
+    async with ctx.uow_factory() as uow:
+        # Checked before hashing so that a taken name costs no bcrypt time; the unique
+        # indexes still decide races between two registrations.
+        if await uow.users.exists(username=username, email=email):
+            if await uow.users.get_by_username(username) is not None:
+                raise UsernameTakenError(username)
+            raise EmailTakenError(email)
+    password_hash = await ctx.hasher.hash(password)
+    user = User.register(
+        username=username,
+        email=email,
+        password_hash=password_hash,
+        now=now(),
+        role=role,
+        display_name=display_name,
+        pending=pending,
+    )
+    async with ctx.uow_factory() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    return user
+
+
+async def complete_registration(ctx: AuthContext, *, user_id: UUID) -> bool:
     """Activate the pending account `user_id`; whether it was pending."""
-    async with uow:
+    async with ctx.uow_factory() as uow:
         user = await uow.users.get(user_id)
         if user is None or not user.complete_registration(now=now()):
             return False
         await uow.commit()
-    audit.record("registration_completed", user_id=user_id, username=user.username)
+    ctx.audit.record("registration_completed", user_id=user_id, username=user.username)
     return True
 
 
-async def fail_registration(uow: UnitOfWork, user_id: UUID, *, why: str, audit: AuditLog) -> bool:
+async def fail_registration(ctx: AuthContext, *, user_id: UUID, why: str) -> bool:
     """Delete the pending account `user_id` (the profile was refused); whether it was pending."""
-    async with uow:
+    async with ctx.uow_factory() as uow:
         user = await uow.users.get(user_id)
         if user is None or not user.fail_registration(now=now(), reason=REGISTRATION_FAILED):
             return False
         await uow.commit()
-    audit.record("registration_failed", user_id=user_id, username=user.username, why=why)
+    ctx.audit.record("registration_failed", user_id=user_id, username=user.username, why=why)
     return True
 
 
-async def expire_registrations(
-    uow: UnitOfWork, *, timeout: timedelta, limit: int, audit: AuditLog
-) -> int:
+async def expire_registrations(ctx: AuthContext, *, timeout: timedelta, limit: int) -> int:
     """Delete up to `limit` accounts pending for longer than `timeout`, in one transaction.
 
     The rows are locked with SKIP LOCKED, so two sweepers share the work. An answer applied
@@ -53,7 +123,7 @@ async def expire_registrations(
     gone: a no-op.
     """
     moment = now()
-    async with uow:
+    async with ctx.uow_factory() as uow:
         expired = await uow.users.pending_registrations(
             created_before=moment - timeout, limit=limit
         )
@@ -62,5 +132,5 @@ async def expire_registrations(
         if expired:
             await uow.commit()
     for user in expired:
-        audit.record("registration_expired", user_id=user.id, username=user.username)
+        ctx.audit.record("registration_expired", user_id=user.id, username=user.username)
     return len(expired)

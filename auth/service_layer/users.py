@@ -1,4 +1,7 @@
-"""Use cases on accounts: registration, reading, listing, changing and deleting users."""
+"""Use cases on existing accounts: reading, listing, changing, deleting, checking a token's user.
+
+Creating accounts is auth/service_layer/registrations.py.
+"""
 
 import base64
 import binascii
@@ -7,112 +10,24 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from auth.domain.errors import (
-    EmailTakenError,
     InvalidCursorError,
     LastAdminError,
     NotAuthenticatedError,
     PermissionDeniedError,
-    UsernameTakenError,
     UserNotFoundError,
-    WeakPasswordError,
 )
-from auth.domain.model import Principal, ProfileField, Role, Status, User
-from auth.domain.password_policy import password_problem
-from auth.domain.passwords import PasswordHasher
-from auth.security.audit import AuditLog
-from auth.service_layer.context import UnitOfWorkFactory, now
+from auth.domain.model import Principal, ProfileField, Role, SettableStatus, User
+from auth.service_layer.context import AuthContext, now
 from auth.service_layer.unit_of_work import UnitOfWork
 from events import Event, UserRoleChanged, UserStatusChanged
 
 FOREIGN_ACCOUNT = "you may only access your own account"
 
 
-def check_new_password(password: str, user: User | None = None, *, field: str = "password",
-                       username: str | None = None, email: str | None = None) -> None:  # fmt: skip
-    """Raise WeakPasswordError when the password breaks the policy for this account."""
-    problem = password_problem(
-        password,
-        username=user.username if user else username,
-        email=user.email if user else email,
-    )
-    if problem is not None:
-        raise WeakPasswordError(problem, field=field)
-
-
-async def register_user(
-    uow_factory: UnitOfWorkFactory,
-    hasher: PasswordHasher,
-    *,
-    username: str,
-    email: str,
-    password: str,
-    display_name: str | None = None,
-    role: Role = "user",
-    actor: Principal | None = None,
-    pending: bool = False,
-) -> User:
-    """Create an account; its UserRegistered event is committed with it or not at all.
-
-    `pending` (the registration saga) creates it unable to log in until its profile exists.
-    """
-    if role != "user" and not (actor and actor.is_admin):
-        raise PermissionDeniedError("only an admin may choose the role of a new user")
-    return await _register(
-        uow_factory, hasher, username=username, email=email, password=password,
-        display_name=display_name, role=role, pending=pending,
-    )  # fmt: skip
-
-
-async def create_admin(
-    uow_factory: UnitOfWorkFactory, hasher: PasswordHasher, *, username: str, email: str,
-    password: str,
-) -> User:  # fmt: skip
-    """An admin account, for bootstrapping a deployment from the command line."""
-    return await _register(
-        uow_factory, hasher, username=username, email=email, password=password,
-        display_name=None, role="admin",
-    )  # fmt: skip
-
-
-async def _register(
-    uow_factory: UnitOfWorkFactory,
-    hasher: PasswordHasher,
-    *,
-    username: str,
-    email: str,
-    password: str,
-    display_name: str | None,
-    role: Role,
-    pending: bool = False,
-) -> User:
-    check_new_password(password, username=username, email=email)
-    async with uow_factory() as uow:
-        # Checked before hashing so that a taken name costs no bcrypt time; the unique
-        # indexes still decide races between two registrations.
-        if await uow.users.exists(username=username, email=email):
-            if await uow.users.get_by_username(username) is not None:
-                raise UsernameTakenError(username)
-            raise EmailTakenError(email)
-    password_hash = await hasher.hash(password)
-    user = User.register(
-        username=username,
-        email=email,
-        password_hash=password_hash,
-        now=now(),
-        role=role,
-        display_name=display_name,
-        pending=pending,
-    )
-    async with uow_factory() as uow:
-        await uow.users.add(user)
-        await uow.commit()
-    return user
-
-
-async def get_user(uow_factory: UnitOfWorkFactory, *, actor: Principal, username: str) -> User:
+async def get_user(ctx: AuthContext, *, actor: Principal, username: str) -> User:
     """A user as seen by the user themself or an admin."""
     _may_access(actor, username)
-    async with uow_factory() as uow:
+    async with ctx.uow_factory() as uow:
         return await _target(uow, actor, username)
 
 
@@ -124,14 +39,12 @@ class Page:
     next_cursor: str | None
 
 
-async def list_users(
-    uow_factory: UnitOfWorkFactory, *, actor: Principal, limit: int, cursor: str | None
-) -> Page:
+async def list_users(ctx: AuthContext, *, actor: Principal, limit: int, cursor: str | None) -> Page:
     """Users in username order, a page at a time (admins only)."""
     if not actor.is_admin:
         raise PermissionDeniedError("only admins may list users")
     after = _decode_cursor(cursor) if cursor else None
-    async with uow_factory() as uow:
+    async with ctx.uow_factory() as uow:
         # One more than asked tells whether another page follows.
         users = await uow.users.list_page(after=after, limit=limit + 1)
     if len(users) <= limit:
@@ -141,14 +54,13 @@ async def list_users(
 
 
 async def update_user(
-    uow_factory: UnitOfWorkFactory,
+    ctx: AuthContext,
     *,
     actor: Principal,
     username: str,
     profile: dict[ProfileField, str | None],
     role: Role | None = None,
-    status: Status | None = None,
-    audit: AuditLog | None = None,
+    status: SettableStatus | None = None,
 ) -> User:
     """Change profile fields (the user or an admin), role and status (admins only).
 
@@ -159,7 +71,7 @@ async def update_user(
         raise PermissionDeniedError("only an admin may change a role or a status")
     _may_access(actor, username)
     moment = now()
-    async with uow_factory() as uow:
+    async with ctx.uow_factory() as uow:
         user = await _target(uow, actor, username)
         loses_admin = user.role == "admin" and user.status == "active"
         keeps_admin = (role or user.role) == "admin" and (status or user.status) == "active"
@@ -174,12 +86,11 @@ async def update_user(
                 await uow.sessions.revoke_all(user.id, now=moment, reason=f"user {status}")
         recorded = [event for _, event in user.events]
         await uow.commit()
-    if audit is not None:
-        for event in recorded:
-            if isinstance(event, UserRoleChanged | UserStatusChanged):
-                audit.record(
-                    _AUDIT_NAME[type(event)], by=actor.user_id, **event.model_dump(mode="json")
-                )
+    for event in recorded:
+        if isinstance(event, UserRoleChanged | UserStatusChanged):
+            ctx.audit.record(
+                _AUDIT_NAME[type(event)], by=actor.user_id, **event.model_dump(mode="json")
+            )
     return user
 
 
@@ -189,10 +100,10 @@ _AUDIT_NAME: dict[type[Event], str] = {
 }
 
 
-async def delete_user(uow_factory: UnitOfWorkFactory, *, actor: Principal, username: str) -> None:
-    """Delete an account: the user themself, or an admin; records UserDeleted."""
+async def delete_user(ctx: AuthContext, *, actor: Principal, username: str) -> None:
+    """Delete an account: the user themself, or an admin; records UserDeleted and audits it."""
     _may_access(actor, username)
-    async with uow_factory() as uow:
+    async with ctx.uow_factory() as uow:
         user = await _target(uow, actor, username)
         is_active_admin = user.role == "admin" and user.status == "active"
         if is_active_admin and await uow.users.count_active_admins() <= 1:
@@ -200,15 +111,16 @@ async def delete_user(uow_factory: UnitOfWorkFactory, *, actor: Principal, usern
         user.delete(now=now(), reason="requested" if user.id == actor.user_id else "admin")
         # Its sessions and tokens go with the row (ON DELETE CASCADE): they stop at once.
         await uow.commit()
+    ctx.audit.record("user_deleted", username=username, by=actor.user_id)
 
 
-async def authenticated_user(uow_factory: UnitOfWorkFactory, principal: Principal) -> User:
+async def authenticated_user(ctx: AuthContext, *, principal: Principal) -> User:
     """The user behind a verified token, if it and its session are still good.
 
     A signature only proves the token was issued; this also rejects the tokens of deleted or
     disabled users and of sessions that ended (logout, password change).
     """
-    async with uow_factory() as uow:
+    async with ctx.uow_factory() as uow:
         user = await uow.users.get(principal.user_id)
         if user is None or user.status != "active":
             raise NotAuthenticatedError("the token's user no longer exists or is not active")

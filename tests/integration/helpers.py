@@ -11,7 +11,8 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from auth.main import Overrides, create_app
+from auth.bootstrap import Overrides
+from auth.main import create_app
 from auth.settings import AuthSettings
 from consumers.sources import broker_source, read_to_high_watermarks
 from events.brokers import broker_kind, kafka_servers

@@ -10,10 +10,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.main import create_app
-from auth.service_layer.users import create_admin
 from auth.settings import AuthSettings
 from tests.conftest import unique_username
 from tests.integration.helpers import api_client, bearer, login_pair, register
+from userbus.admin import create_first_admin
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +29,10 @@ async def client(auth_settings: AuthSettings) -> AsyncIterator[httpx.AsyncClient
 
 async def make_admin(client: httpx.AsyncClient, settings: AuthSettings) -> tuple[str, str]:
     """A new admin (as `userbus users create-admin` makes one): (username, access token)."""
-    from auth.domain.passwords import BcryptPasswordHasher
-    from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork
-
-    engine = create_async_engine(settings.database_url)
-    hasher = BcryptPasswordHasher(settings.bcrypt_rounds, 1)
     name = unique_username("admin")
-    try:
-        await create_admin(
-            lambda: SqlAlchemyUnitOfWork(engine, event_source="/test"),
-            hasher, username=name, email=f"{name}@example.com", password=PASSWORD,
-        )  # fmt: skip
-    finally:
-        hasher.close()
-        await engine.dispose()
+    await create_first_admin(
+        settings, username=name, email=f"{name}@example.com", password=PASSWORD
+    )
     return name, (await login_pair(client, name))["access_token"]
 
 

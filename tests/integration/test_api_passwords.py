@@ -13,7 +13,8 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from auth.main import Overrides, create_app
+from auth.bootstrap import Overrides
+from auth.main import create_app
 from auth.settings import AuthSettings
 from consumers.mailer import FileMailbox, Message
 from tests.conftest import unique_username

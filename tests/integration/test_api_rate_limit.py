@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from auth.bootstrap import Overrides
 from auth.domain.passwords import BcryptPasswordHasher
-from auth.main import Overrides
 from auth.settings import AuthSettings
 from tests.conftest import unique_username
 from tests.integration.helpers import api_client, login_pair, register

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.bootstrap import build_context
 from auth.saga.answers import ProfileAnswers
 from auth.saga.sweeper import PendingRegistrationSweeper
-from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
+from auth.service_layer.context import AuthContext
 from auth.settings import AuthSettings
 from consumers.applier import BatchOutcome, ProjectionApplier
 from events import Envelope, Event, ProfileCreated, ProfileRejected, to_envelope
@@ -43,9 +44,17 @@ async def client(saga_settings: AuthSettings) -> AsyncIterator[httpx.AsyncClient
 
 
 @pytest.fixture
-async def answers(engine: AsyncEngine) -> ProjectionApplier:
+async def context(saga_settings: AuthSettings, engine: AsyncEngine) -> AsyncIterator[AuthContext]:
+    """The saga's use-case context on this test's database, as the saga process builds it."""
+    context, resources = build_context(saga_settings, engine)
+    async with resources:
+        yield context
+
+
+@pytest.fixture
+async def answers(engine: AsyncEngine, context: AuthContext) -> ProjectionApplier:
     """The auth side's answer projection, its tracking table created on the auth database."""
-    applier = ProjectionApplier(ProfileAnswers(event_source="/test"))
+    applier = ProjectionApplier(ProfileAnswers(context, event_source="/test"))
     async with engine.begin() as conn:
         await applier.setup(conn)
     return applier
@@ -163,17 +172,17 @@ async def test_an_answer_for_a_settled_user_changes_nothing(
     assert len(await events_of(engine, user["id"])) == 2
 
 
-def sweeper(engine: AsyncEngine, timeout: float) -> PendingRegistrationSweeper:
-    def uow_factory() -> UnitOfWork:
-        return SqlAlchemyUnitOfWork(engine, event_source="/test")
-
+def sweeper(context: AuthContext, timeout: float) -> PendingRegistrationSweeper:
     return PendingRegistrationSweeper(
-        uow_factory, timeout=timedelta(seconds=timeout), interval=0.05, batch_size=2
+        context, timeout=timedelta(seconds=timeout), interval=0.05, batch_size=2
     )
 
 
 async def test_a_user_still_pending_after_the_timeout_expires_and_a_late_answer_is_a_no_op(
-    client: httpx.AsyncClient, engine: AsyncEngine, answers: ProjectionApplier
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    answers: ProjectionApplier,
+    context: AuthContext,
 ) -> None:
     late_ones = [await register(client) for _ in range(3)]
     settled = await register(client)
@@ -181,7 +190,7 @@ async def test_a_user_still_pending_after_the_timeout_expires_and_a_late_answer_
     await asyncio.sleep(0.3)
     fresh = await register(client)
 
-    expired = await sweeper(engine, timeout=0.25).sweep()
+    expired = await sweeper(context, timeout=0.25).sweep()
 
     assert expired == 3  # in batches of two
     for user in late_ones:
@@ -200,13 +209,13 @@ async def test_a_user_still_pending_after_the_timeout_expires_and_a_late_answer_
 
 
 async def test_two_sweepers_expire_each_user_once(
-    client: httpx.AsyncClient, engine: AsyncEngine
+    client: httpx.AsyncClient, engine: AsyncEngine, context: AuthContext
 ) -> None:
     users = [await register(client) for _ in range(6)]
     await asyncio.sleep(0.2)
 
     counts = await asyncio.gather(
-        sweeper(engine, timeout=0.1).sweep(), sweeper(engine, timeout=0.1).sweep()
+        sweeper(context, timeout=0.1).sweep(), sweeper(context, timeout=0.1).sweep()
     )
 
     assert sum(counts) == 6

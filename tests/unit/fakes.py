@@ -598,6 +598,7 @@ def make_context(
     tokens: TokenService | None = None,
     lifetimes: Lifetimes | None = None,
     password_reset_url: str | None = None,
+    require_profile: bool = False,
 ) -> AuthContext:
     """An AuthContext of fakes, a real TokenService and a real AuditLog; pass what you inspect."""
     return AuthContext(
@@ -609,4 +610,5 @@ def make_context(
         audit=(audit or CapturedAudit()).audit_log(),
         lifetimes=lifetimes or Lifetimes(),
         password_reset_url=password_reset_url,
+        require_profile=require_profile,
     )

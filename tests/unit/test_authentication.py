@@ -44,24 +44,24 @@ WRONG = "not the password"
 
 @pytest.mark.parametrize("login", ["alice", "ALICE", "alice@example.com", "Alice@Example.com"])
 async def test_a_user_authenticates_by_username_or_email_in_any_case(
-    uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher, login: str
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, login: str
 ) -> None:
     user = await add_user(uow_factory, "alice")
 
-    authenticated = await authenticate(uow_factory, hasher, login=login, password=PASSWORD)
+    authenticated = await authenticate(ctx, login=login, password=PASSWORD)
 
     assert authenticated.id == user.id
 
 
 async def test_an_unknown_user_costs_the_same_verification_as_a_wrong_password(
-    uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher
 ) -> None:
     await add_user(uow_factory, "alice")
 
     with pytest.raises(InvalidCredentialsError) as unknown:
-        await authenticate(uow_factory, hasher, login="nobody", password=PASSWORD)
+        await authenticate(ctx, login="nobody", password=PASSWORD)
     with pytest.raises(InvalidCredentialsError) as wrong:
-        await authenticate(uow_factory, hasher, login="alice", password=WRONG)
+        await authenticate(ctx, login="alice", password=WRONG)
 
     # The hasher ran both times (the first against no hash, i.e. its dummy).
     assert hasher.verified == [(PASSWORD, None), (WRONG, "fake$" + PASSWORD)]
@@ -70,12 +70,12 @@ async def test_an_unknown_user_costs_the_same_verification_as_a_wrong_password(
 
 
 async def test_a_disabled_user_cannot_authenticate_even_with_the_right_password(
-    uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
 ) -> None:
     await add_user(uow_factory, "alice", status="disabled")
 
     with pytest.raises(InvalidCredentialsError) as caught:
-        await authenticate(uow_factory, hasher, login="alice", password=PASSWORD)
+        await authenticate(ctx, login="alice", password=PASSWORD)
 
     assert caught.value.reason == "user_disabled"
 
@@ -289,7 +289,7 @@ async def test_reusing_a_rotated_refresh_token_ends_the_whole_session(
         await refresh(ctx, refresh_token=newest.refresh_token, address=None)
     assert not isinstance(caught.value, RefreshTokenReusedError)
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, principal)
+        await authenticated_user(ctx, principal=principal)
     (line,) = audit.lines("refresh_token_reused")
     assert (line["session_id"], line["address"]) == (str(principal.session_id), ADDRESS)
     assert stolen.refresh_token not in audit.text()
@@ -346,7 +346,7 @@ async def test_a_session_unused_for_its_whole_lifetime_expires(
     with pytest.raises(InvalidRefreshTokenError):
         await refresh(ctx, refresh_token=pair.refresh_token, address=None)
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, ctx.tokens.verify(pair.access_token))
+        await authenticated_user(ctx, principal=ctx.tokens.verify(pair.access_token))
 
 
 @pytest.mark.parametrize("status", ["disabled", "pending"])
@@ -377,8 +377,8 @@ async def test_logging_out_ends_that_session_only(
     with pytest.raises(InvalidRefreshTokenError):
         await refresh(ctx, refresh_token=leaving.refresh_token, address=None)
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, ctx.tokens.verify(leaving.access_token))
-    assert await authenticated_user(uow_factory, ctx.tokens.verify(staying.access_token))
+        await authenticated_user(ctx, principal=ctx.tokens.verify(leaving.access_token))
+    assert await authenticated_user(ctx, principal=ctx.tokens.verify(staying.access_token))
     assert await refresh(ctx, refresh_token=staying.refresh_token, address=None)
     (line,) = audit.lines("logout")
     assert line["user_id"] == str(alice.id)

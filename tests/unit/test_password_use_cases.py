@@ -1,5 +1,7 @@
 """Changing and resetting passwords on in-memory fakes: policy, sessions, single-use tokens."""
 
+from dataclasses import replace
+
 import pytest
 
 from auth.domain.errors import (
@@ -52,7 +54,9 @@ async def refreshes(ctx: AuthContext, pair: TokenPair) -> bool:
 
 async def logs_in_with(ctx: AuthContext, password: str) -> bool:
     try:
-        await authenticate(ctx.uow_factory, FakePasswordHasher(), login="alice", password=password)
+        await authenticate(
+            replace(ctx, hasher=FakePasswordHasher()), login="alice", password=password
+        )
     except InvalidCredentialsError:
         return False
     return True
@@ -97,9 +101,9 @@ async def test_changing_the_password_with_a_token_keeps_that_session_and_ends_th
         ctx, principal=principal, old_password=PASSWORD, new_password=NEW_PASSWORD
     )
 
-    assert await authenticated_user(uow_factory, principal)
+    assert await authenticated_user(ctx, principal=principal)
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, ctx.tokens.verify(other.access_token))
+        await authenticated_user(ctx, principal=ctx.tokens.verify(other.access_token))
     assert [await refreshes(ctx, pair) for pair in (current, other)] == [True, False]
 
 
@@ -228,7 +232,7 @@ async def test_a_reset_mails_one_token_and_records_the_request_without_it(
 ) -> None:
     alice = await add_user(uow_factory, "alice")
     await update_user(
-        uow_factory, actor=principal_of(alice), username="alice", profile={"display_name": "A"}
+        ctx, actor=principal_of(alice), username="alice", profile={"display_name": "A"}
     )
     version_before = uow_factory.rows[alice.id].version
 

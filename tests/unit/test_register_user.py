@@ -4,14 +4,16 @@ import pytest
 
 from auth.domain.errors import (
     EmailTakenError,
+    InvalidUsernameError,
     PermissionDeniedError,
     UsernameTakenError,
     WeakPasswordError,
 )
 from auth.domain.model import Principal, Role, User
-from auth.service_layer.users import register_user
+from auth.service_layer.context import AuthContext
+from auth.service_layer.registrations import create_admin, register_user
 from events import UserRegistered
-from tests.unit.fakes import FakePasswordHasher, FakeUnitOfWorkFactory
+from tests.unit.fakes import CapturedAudit, FakePasswordHasher, FakeUnitOfWorkFactory, make_context
 from tests.unit.helpers import PASSWORD, add_user, principal_of
 
 
@@ -27,8 +29,7 @@ async def register(
     actor: Principal | None = None,
 ) -> User:
     return await register_user(
-        uow_factory,
-        hasher,
+        make_context(uow_factory, hasher=hasher),
         username=username,
         email=email or f"{username.lower()}@example.com",
         password=password,
@@ -174,3 +175,71 @@ async def test_a_username_taken_while_hashing_is_refused_with_nothing_published(
 
     assert [user.email for user in uow_factory.rows.values()] == ["a2@example.com"]
     assert len(uow_factory.outbox) == 1
+
+
+# --- the audit line --------------------------------------------------------------------------
+
+
+async def test_a_registration_is_audited_with_who_registered_it(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+) -> None:
+    root = principal_of(await add_user(uow_factory, "root", role="admin"))
+
+    alice = await register_user(ctx, username="alice", email="alice@example.com", password=PASSWORD)
+    carol = await register_user(
+        ctx, username="carol", email="carol@example.com", password=PASSWORD, role="admin",
+        actor=root,
+    )  # fmt: skip
+
+    lines = audit.lines("user_registered")
+    assert [{k: v for k, v in line.items() if k != "ts"} for line in lines] == [
+        {"event": "user_registered", "user_id": str(alice.id), "username": "alice",
+         "role": "user", "status": "active", "by": None},
+        {"event": "user_registered", "user_id": str(carol.id), "username": "carol",
+         "role": "admin", "status": "active", "by": str(root.user_id)},
+    ]  # fmt: skip
+    assert PASSWORD not in audit.text()
+
+
+async def test_a_refused_registration_is_not_audited(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+) -> None:
+    await add_user(uow_factory, "alice")
+
+    with pytest.raises(UsernameTakenError):
+        await register_user(ctx, username="alice", email="a2@example.com", password=PASSWORD)
+
+    assert audit.lines("user_registered") == []
+
+
+# --- create_admin ----------------------------------------------------------------------------
+
+
+async def test_create_admin_makes_an_active_admin_even_with_the_saga_on(
+    uow_factory: FakeUnitOfWorkFactory,
+) -> None:
+    ctx = make_context(uow_factory, require_profile=True)
+
+    admin = await create_admin(ctx, username="root", email="root@example.com", password=PASSWORD)
+
+    assert (uow_factory.rows[admin.id].role, uow_factory.rows[admin.id].status) == (
+        "admin",
+        "active",
+    )
+
+
+@pytest.mark.parametrize(
+    "username", ["x", "ab", "a" * 33, "al ice", "al/ice", "root\n", "rööt", ""]
+)
+async def test_create_admin_refuses_a_username_the_api_would_refuse(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher,
+    username: str,
+) -> None:  # fmt: skip
+    with pytest.raises(InvalidUsernameError) as caught:
+        await create_admin(ctx, username=username, email="root@example.com", password=PASSWORD)
+
+    assert caught.value.field == "username"
+    assert "3-32 characters of letters, digits, _ . -" in caught.value.message
+    assert hasher.hashed == []
+    assert uow_factory.rows == {}
+    assert uow_factory.outbox == []

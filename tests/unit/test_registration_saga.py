@@ -1,5 +1,6 @@
 """The registration saga on in-memory fakes: pending accounts, activation, compensation, expiry."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -12,15 +13,14 @@ from auth.service_layer.registrations import (
     complete_registration,
     expire_registrations,
     fail_registration,
+    register_user,
 )
-from auth.service_layer.users import register_user
 from downstream_examples.profiles.answers import refusal
 from events import UserDeleted, UserRegistered, UserStatusChanged
 from tests.unit.fakes import (
     FAKE_HASH_PREFIX,
     CapturedAudit,
     FakeLoginRateLimiter,
-    FakePasswordHasher,
     FakeUnitOfWorkFactory,
 )
 from tests.unit.helpers import NOW, PASSWORD
@@ -102,12 +102,13 @@ def test_a_settled_account_ignores_the_saga(status: str) -> None:
 
 
 async def test_registration_with_the_saga_creates_a_pending_account(
-    uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
 ) -> None:
+    saga_on = replace(ctx, require_profile=True)
+
     user = await register_user(
-        uow_factory, hasher, username="alice", email="alice@example.com", password=PASSWORD,
-        pending=True,
-    )  # fmt: skip
+        saga_on, username="alice", email="alice@example.com", password=PASSWORD
+    )
 
     assert uow_factory.rows[user.id].status == "pending"
     [(_, event)] = uow_factory.outbox
@@ -116,15 +117,15 @@ async def test_registration_with_the_saga_creates_a_pending_account(
 
 
 async def test_a_pending_user_with_the_right_password_is_told_to_wait(
-    uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
 ) -> None:
     await store(uow_factory, pending_user())
 
     with pytest.raises(RegistrationPendingError):
-        await authenticate(uow_factory, hasher, login="alice", password=PASSWORD)
+        await authenticate(ctx, login="alice", password=PASSWORD)
     # Someone without the password learns nothing about the account.
     with pytest.raises(InvalidCredentialsError):
-        await authenticate(uow_factory, hasher, login="alice", password=WRONG)
+        await authenticate(ctx, login="alice", password=WRONG)
 
 
 async def test_a_pending_login_is_audited_and_does_not_count_against_the_limits(
@@ -147,12 +148,12 @@ async def test_a_pending_login_is_audited_and_does_not_count_against_the_limits(
 
 
 async def test_profile_created_activates_once(
-    uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
 ) -> None:
     user = await store(uow_factory, pending_user())
 
-    assert await complete_registration(uow_factory(), user.id, audit=audit.audit_log())
-    assert not await complete_registration(uow_factory(), user.id, audit=audit.audit_log())
+    assert await complete_registration(ctx, user_id=user.id)
+    assert not await complete_registration(ctx, user_id=user.id)
 
     assert uow_factory.rows[user.id].status == "active"
     assert [type(e) for _, e in uow_factory.outbox] == [UserRegistered, UserStatusChanged]
@@ -160,14 +161,12 @@ async def test_profile_created_activates_once(
 
 
 async def test_profile_rejected_deletes_the_pending_account(
-    uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
 ) -> None:
     user = await store(uow_factory, pending_user())
 
-    assert await fail_registration(
-        uow_factory(), user.id, why="display_name_reserved", audit=audit.audit_log()
-    )
-    assert not await complete_registration(uow_factory(), user.id, audit=audit.audit_log())
+    assert await fail_registration(ctx, user_id=user.id, why="display_name_reserved")
+    assert not await complete_registration(ctx, user_id=user.id)
 
     assert user.id not in uow_factory.rows
     [_, (sequence, deleted)] = uow_factory.outbox
@@ -176,18 +175,16 @@ async def test_profile_rejected_deletes_the_pending_account(
 
 
 async def test_expiry_deletes_only_accounts_pending_too_long(
-    uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
 ) -> None:
     old = await store(uow_factory, pending_user("old"))
     settled = await store(uow_factory, pending_user("settled"))
-    await complete_registration(uow_factory(), settled.id, audit=audit.audit_log())
+    await complete_registration(ctx, user_id=settled.id)
     fresh = pending_user("fresh")
     fresh.created_at = fresh.updated_at = NOW + timedelta(days=365_000)
     await store(uow_factory, fresh)
 
-    expired = await expire_registrations(
-        uow_factory(), timeout=timedelta(minutes=5), limit=10, audit=audit.audit_log()
-    )
+    expired = await expire_registrations(ctx, timeout=timedelta(minutes=5), limit=10)
 
     assert expired == 1
     assert old.id not in uow_factory.rows
@@ -195,7 +192,7 @@ async def test_expiry_deletes_only_accounts_pending_too_long(
     deleted = [e for _, e in uow_factory.outbox if isinstance(e, UserDeleted)]
     assert [(e.user_id, e.reason) for e in deleted] == [(old.id, "registration_expired")]
     # A late answer for the expired account changes nothing.
-    assert not await complete_registration(uow_factory(), old.id, audit=audit.audit_log())
+    assert not await complete_registration(ctx, user_id=old.id)
 
 
 # --- the profile service's rule --------------------------------------------------------------

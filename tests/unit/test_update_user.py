@@ -24,12 +24,13 @@ AdminAction = Literal["demote", "disable", "delete"]
 
 
 async def test_user_updated_carries_only_the_fields_that_changed(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = await add_user(uow_factory, "alice")
 
     updated = await update_user(
-        uow_factory,
+        ctx,
         actor=principal_of(alice),
         username="alice",
         profile={"email": "alice@example.com", "display_name": "Alice A."},
@@ -45,12 +46,13 @@ async def test_user_updated_carries_only_the_fields_that_changed(
 
 
 async def test_clearing_the_display_name_records_it_as_null(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = principal_of(await add_user(uow_factory, "alice"))
-    await update_user(uow_factory, actor=alice, username="alice", profile={"display_name": "A"})
+    await update_user(ctx, actor=alice, username="alice", profile={"display_name": "A"})
 
-    await update_user(uow_factory, actor=alice, username="alice", profile={"display_name": None})
+    await update_user(ctx, actor=alice, username="alice", profile={"display_name": None})
 
     assert uow_factory.rows[alice.user_id].display_name is None
     event = uow_factory.events()[-1]
@@ -61,6 +63,7 @@ async def test_clearing_the_display_name_records_it_as_null(
 
 
 async def test_an_update_that_changes_nothing_records_no_event(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = await add_user(uow_factory, "alice")
@@ -68,7 +71,7 @@ async def test_an_update_that_changes_nothing_records_no_event(
     outbox_before = list(uow_factory.outbox)
 
     await update_user(
-        uow_factory,
+        ctx,
         actor=root,
         username="alice",
         profile={"email": "alice@example.com", "display_name": None},
@@ -81,15 +84,14 @@ async def test_an_update_that_changes_nothing_records_no_event(
 
 
 async def test_an_email_taken_by_another_account_is_refused(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = principal_of(await add_user(uow_factory, "alice"))
     await add_user(uow_factory, "bob")
 
     with pytest.raises(EmailTakenError):
-        await update_user(
-            uow_factory, actor=alice, username="alice", profile={"email": "BOB@example.com"}
-        )
+        await update_user(ctx, actor=alice, username="alice", profile={"email": "BOB@example.com"})
 
     assert uow_factory.rows[alice.user_id].email == "alice@example.com"
     assert len(uow_factory.outbox) == 2
@@ -99,13 +101,13 @@ async def test_an_email_taken_by_another_account_is_refused(
     ("role", "status"), [("admin", None), (None, "disabled")], ids=["role", "status"]
 )
 async def test_a_non_admin_cannot_change_a_role_or_a_status_not_even_their_own(
-    uow_factory: FakeUnitOfWorkFactory, role: Role | None, status: Status | None
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, role: Role | None, status: Status | None
 ) -> None:
     alice = await add_user(uow_factory, "alice")
 
     with pytest.raises(PermissionDeniedError):
         await update_user(
-            uow_factory,
+            ctx,
             actor=principal_of(alice),
             username="alice",
             profile={},
@@ -119,7 +121,7 @@ async def test_a_non_admin_cannot_change_a_role_or_a_status_not_even_their_own(
 
 @pytest.mark.parametrize("target_exists", [True, False])
 async def test_a_non_admin_cannot_update_someone_else_whether_or_not_they_exist(
-    uow_factory: FakeUnitOfWorkFactory, target_exists: bool
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, target_exists: bool
 ) -> None:
     alice = await add_user(uow_factory, "alice")
     if target_exists:
@@ -127,7 +129,7 @@ async def test_a_non_admin_cannot_update_someone_else_whether_or_not_they_exist(
 
     with pytest.raises(PermissionDeniedError) as caught:
         await update_user(
-            uow_factory, actor=principal_of(alice), username="bob", profile={"display_name": "x"}
+            ctx, actor=principal_of(alice), username="bob", profile={"display_name": "x"}
         )
 
     assert caught.value.message == FOREIGN_ACCOUNT
@@ -135,27 +137,27 @@ async def test_a_non_admin_cannot_update_someone_else_whether_or_not_they_exist(
 
 
 async def test_an_admin_updating_an_unknown_user_is_told_it_does_not_exist(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
 
     with pytest.raises(UserNotFoundError):
-        await update_user(uow_factory, actor=root, username="ghost", profile={})
+        await update_user(ctx, actor=root, username="ghost", profile={})
 
 
 async def test_a_role_change_records_user_role_changed_and_an_audit_line(
-    uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
 ) -> None:
     alice = await add_user(uow_factory, "alice")
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
 
     await update_user(
-        uow_factory,
+        ctx,
         actor=root,
         username="alice",
         profile={},
         role="admin",
-        audit=audit.audit_log(),
     )
 
     assert uow_factory.rows[alice.id].role == "admin"
@@ -179,9 +181,7 @@ async def test_disabling_a_user_records_the_change_and_ends_all_their_sessions(
     first = await log_in(ctx, login="alice", password=PASSWORD, address=None)
     second = await log_in(ctx, login="alice", password=PASSWORD, address=None)
 
-    await update_user(
-        uow_factory, actor=root, username="alice", profile={}, status="disabled", audit=ctx.audit
-    )
+    await update_user(ctx, actor=root, username="alice", profile={}, status="disabled")
 
     event = uow_factory.events()[-1]
     assert isinstance(event, UserStatusChanged)
@@ -196,21 +196,19 @@ async def test_disabling_a_user_records_the_change_and_ends_all_their_sessions(
 
 
 async def apply_admin_action(
-    uow_factory: FakeUnitOfWorkFactory, actor: Principal, action: AdminAction, username: str
+    ctx: AuthContext, actor: Principal, action: AdminAction, username: str
 ) -> None:
     if action == "demote":
-        await update_user(uow_factory, actor=actor, username=username, profile={}, role="user")
+        await update_user(ctx, actor=actor, username=username, profile={}, role="user")
     elif action == "disable":
-        await update_user(
-            uow_factory, actor=actor, username=username, profile={}, status="disabled"
-        )
+        await update_user(ctx, actor=actor, username=username, profile={}, status="disabled")
     else:
-        await delete_user(uow_factory, actor=actor, username=username)
+        await delete_user(ctx, actor=actor, username=username)
 
 
 @pytest.mark.parametrize("action", ["demote", "disable", "delete"])
 async def test_the_only_active_admin_cannot_be_demoted_disabled_or_deleted(
-    uow_factory: FakeUnitOfWorkFactory, action: AdminAction
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, action: AdminAction
 ) -> None:
     root = await add_user(uow_factory, "root", role="admin")
     # A disabled admin is no admin to fall back on.
@@ -218,7 +216,7 @@ async def test_the_only_active_admin_cannot_be_demoted_disabled_or_deleted(
     outbox_before = list(uow_factory.outbox)
 
     with pytest.raises(LastAdminError):
-        await apply_admin_action(uow_factory, principal_of(root), action, "root")
+        await apply_admin_action(ctx, principal_of(root), action, "root")
 
     assert uow_factory.rows[root.id] == root
     assert uow_factory.outbox == outbox_before
@@ -226,12 +224,12 @@ async def test_the_only_active_admin_cannot_be_demoted_disabled_or_deleted(
 
 @pytest.mark.parametrize("action", ["demote", "disable", "delete"])
 async def test_an_admin_may_be_demoted_disabled_or_deleted_while_another_remains(
-    uow_factory: FakeUnitOfWorkFactory, action: AdminAction
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, action: AdminAction
 ) -> None:
     root = await add_user(uow_factory, "root", role="admin")
     await add_user(uow_factory, "root2", role="admin")
 
-    await apply_admin_action(uow_factory, principal_of(root), action, "root")
+    await apply_admin_action(ctx, principal_of(root), action, "root")
 
     async with uow_factory() as uow:
         assert await uow.users.count_active_admins() == 1
@@ -246,7 +244,7 @@ async def test_the_token_of_a_demoted_admin_no_longer_authenticates(
     principal = ctx.tokens.verify(pair.access_token)
     assert principal.is_admin
 
-    await update_user(uow_factory, actor=other, username="root", profile={}, role="user")
+    await update_user(ctx, actor=other, username="root", profile={}, role="user")
 
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, principal)
+        await authenticated_user(ctx, principal=principal)

@@ -17,16 +17,16 @@ from auth.domain.errors import (
 from auth.domain.model import Principal
 from auth.service_layer.authentication import log_in, refresh
 from auth.service_layer.context import AuthContext
+from auth.service_layer.registrations import register_user
 from auth.service_layer.users import (
     FOREIGN_ACCOUNT,
     authenticated_user,
     delete_user,
     get_user,
     list_users,
-    register_user,
 )
 from events import UserDeleted, UserRegistered
-from tests.unit.fakes import FakePasswordHasher, FakeUnitOfWorkFactory
+from tests.unit.fakes import CapturedAudit, FakeUnitOfWorkFactory
 from tests.unit.helpers import PASSWORD, add_user, principal_of
 
 
@@ -39,62 +39,68 @@ def cursor_of(value: object) -> str:
 
 
 async def test_a_user_reads_their_own_account_in_any_case(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = await add_user(uow_factory, "alice")
 
-    found = await get_user(uow_factory, actor=principal_of(alice), username="ALICE")
+    found = await get_user(ctx, actor=principal_of(alice), username="ALICE")
 
     assert found.id == alice.id
 
 
 @pytest.mark.parametrize("target_exists", [True, False])
 async def test_a_non_admin_cannot_read_someone_else_whether_or_not_they_exist(
-    uow_factory: FakeUnitOfWorkFactory, target_exists: bool
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, target_exists: bool
 ) -> None:
     alice = await add_user(uow_factory, "alice")
     if target_exists:
         await add_user(uow_factory, "bob")
 
     with pytest.raises(PermissionDeniedError) as caught:
-        await get_user(uow_factory, actor=principal_of(alice), username="bob")
+        await get_user(ctx, actor=principal_of(alice), username="bob")
 
     assert caught.value.message == FOREIGN_ACCOUNT
 
 
 async def test_an_admin_reads_anyone_and_is_told_when_a_user_does_not_exist(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
     bob = await add_user(uow_factory, "bob")
 
-    assert (await get_user(uow_factory, actor=root, username="bob")).id == bob.id
+    assert (await get_user(ctx, actor=root, username="bob")).id == bob.id
     with pytest.raises(UserNotFoundError) as caught:
-        await get_user(uow_factory, actor=root, username="ghost")
+        await get_user(ctx, actor=root, username="ghost")
     assert caught.value.username == "ghost"
 
 
 async def test_a_stale_token_cannot_read_a_newer_account_with_the_same_name(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     await add_user(uow_factory, "alice")
     stale = Principal(user_id=uuid4(), username="alice", role="user")
 
     with pytest.raises(PermissionDeniedError):
-        await get_user(uow_factory, actor=stale, username="alice")
+        await get_user(ctx, actor=stale, username="alice")
 
 
 # --- list_users ------------------------------------------------------------------------------
 
 
-async def test_only_admins_may_list_users(uow_factory: FakeUnitOfWorkFactory) -> None:
+async def test_only_admins_may_list_users(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
+) -> None:
     alice = await add_user(uow_factory, "alice")
 
     with pytest.raises(PermissionDeniedError):
-        await list_users(uow_factory, actor=principal_of(alice), limit=10, cursor=None)
+        await list_users(ctx, actor=principal_of(alice), limit=10, cursor=None)
 
 
 async def test_users_are_listed_a_page_at_a_time_in_username_order(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     names = ["grace", "Bob", "erin", "alice", "Dave", "carol", "Frank"]
@@ -105,7 +111,7 @@ async def test_users_are_listed_a_page_at_a_time_in_username_order(
     pages = []
     cursor: str | None = None
     while True:
-        page = await list_users(uow_factory, actor=root, limit=3, cursor=cursor)
+        page = await list_users(ctx, actor=root, limit=3, cursor=cursor)
         pages.append([user.username for user in page.users])
         if page.next_cursor is None:
             break
@@ -117,13 +123,14 @@ async def test_users_are_listed_a_page_at_a_time_in_username_order(
 
 
 async def test_a_page_that_holds_the_rest_exactly_is_the_last(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
     await add_user(uow_factory, "alice")
     await add_user(uow_factory, "bob")
 
-    page = await list_users(uow_factory, actor=root, limit=3, cursor=None)
+    page = await list_users(ctx, actor=root, limit=3, cursor=None)
 
     assert [user.username for user in page.users] == ["alice", "bob", "root"]
     assert page.next_cursor is None
@@ -135,31 +142,33 @@ async def test_a_page_that_holds_the_rest_exactly_is_the_last(
     ids=["not-json", "not-base64", "not-ascii", "a-number", "one-part", "not-a-uuid"],
 )
 async def test_a_cursor_the_api_did_not_hand_out_is_refused(
-    uow_factory: FakeUnitOfWorkFactory, cursor: str
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, cursor: str
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
 
     with pytest.raises(InvalidCursorError):
-        await list_users(uow_factory, actor=root, limit=3, cursor=cursor)
+        await list_users(ctx, actor=root, limit=3, cursor=cursor)
 
 
 @pytest.mark.parametrize("id_part", [1, {}], ids=["number", "object"])
 async def test_a_cursor_whose_id_is_not_a_string_is_refused(
-    uow_factory: FakeUnitOfWorkFactory, id_part: object
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, id_part: object
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
 
     with pytest.raises(InvalidCursorError):
-        await list_users(uow_factory, actor=root, limit=3, cursor=cursor_of(["alice", id_part]))
+        await list_users(ctx, actor=root, limit=3, cursor=cursor_of(["alice", id_part]))
 
 
 # --- delete_user -----------------------------------------------------------------------------
 
 
-async def test_a_user_deletes_their_own_account(uow_factory: FakeUnitOfWorkFactory) -> None:
+async def test_a_user_deletes_their_own_account(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
+) -> None:
     user = await add_user(uow_factory, "alice")
 
-    await delete_user(uow_factory, actor=principal_of(user), username="Alice")
+    await delete_user(ctx, actor=principal_of(user), username="Alice")
 
     assert user.id not in uow_factory.rows
     sequence, event = uow_factory.outbox[-1]
@@ -172,14 +181,14 @@ async def test_a_user_deletes_their_own_account(uow_factory: FakeUnitOfWorkFacto
 
 @pytest.mark.parametrize("target_exists", [True, False])
 async def test_a_non_admin_cannot_delete_someone_else_whether_or_not_they_exist(
-    uow_factory: FakeUnitOfWorkFactory, target_exists: bool
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, target_exists: bool
 ) -> None:
     alice = await add_user(uow_factory, "alice")
     if target_exists:
         await add_user(uow_factory, "bob")
 
     with pytest.raises(PermissionDeniedError) as caught:
-        await delete_user(uow_factory, actor=principal_of(alice), username="bob")
+        await delete_user(ctx, actor=principal_of(alice), username="bob")
 
     assert caught.value.message == FOREIGN_ACCOUNT
     assert len(uow_factory.outbox) == (2 if target_exists else 1)
@@ -187,37 +196,40 @@ async def test_a_non_admin_cannot_delete_someone_else_whether_or_not_they_exist(
 
 
 async def test_a_stale_token_cannot_delete_a_newer_account_with_the_same_name(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     await add_user(uow_factory, "alice")
     stale = Principal(user_id=uuid4(), username="alice", role="user")
 
     with pytest.raises(PermissionDeniedError):
-        await delete_user(uow_factory, actor=stale, username="alice")
+        await delete_user(ctx, actor=stale, username="alice")
 
     assert len(uow_factory.rows) == 1
 
 
 async def test_an_admin_deleting_an_unknown_user_is_told_it_does_not_exist(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
     outbox_before = list(uow_factory.outbox)
 
     with pytest.raises(UserNotFoundError) as caught:
-        await delete_user(uow_factory, actor=root, username="ghost")
+        await delete_user(ctx, actor=root, username="ghost")
 
     assert caught.value.username == "ghost"
     assert uow_factory.outbox == outbox_before
 
 
 async def test_an_admin_deletes_another_user_with_reason_admin(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     root = principal_of(await add_user(uow_factory, "root", role="admin"))
     bob = await add_user(uow_factory, "bob")
 
-    await delete_user(uow_factory, actor=root, username="bob")
+    await delete_user(ctx, actor=root, username="bob")
 
     assert bob.id not in uow_factory.rows
     sequence, event = uow_factory.outbox[-1]
@@ -232,25 +244,37 @@ async def test_a_deleted_users_sessions_end_with_the_account(
     alice = await add_user(uow_factory, "alice")
     pair = await log_in(ctx, login="alice", password=PASSWORD, address=None)
 
-    await delete_user(uow_factory, actor=principal_of(alice), username="alice")
+    await delete_user(ctx, actor=principal_of(alice), username="alice")
 
     with pytest.raises(InvalidRefreshTokenError):
         await refresh(ctx, refresh_token=pair.refresh_token, address=None)
 
 
 async def test_a_deleted_users_name_is_free_again(
-    uow_factory: FakeUnitOfWorkFactory, hasher: FakePasswordHasher
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory
 ) -> None:
     old = await add_user(uow_factory, "alice")
-    await delete_user(uow_factory, actor=principal_of(old), username="alice")
+    await delete_user(ctx, actor=principal_of(old), username="alice")
 
-    new = await register_user(
-        uow_factory, hasher, username="alice", email="alice@example.com", password=PASSWORD
-    )
+    new = await register_user(ctx, username="alice", email="alice@example.com", password=PASSWORD)
 
     assert new.id != old.id
     sequence, event = uow_factory.outbox[-1]
     assert (sequence, type(event), event.user_id) == (1, UserRegistered, new.id)
+
+
+async def test_a_deletion_is_audited_with_the_name_asked_for_and_who_asked(
+    ctx: AuthContext, uow_factory: FakeUnitOfWorkFactory, audit: CapturedAudit
+) -> None:
+    await add_user(uow_factory, "alice")
+    root = principal_of(await add_user(uow_factory, "root", role="admin"))
+
+    await delete_user(ctx, actor=root, username="ALICE")
+    with pytest.raises(UserNotFoundError):
+        await delete_user(ctx, actor=root, username="ghost")
+
+    [line] = audit.lines("user_deleted")
+    assert (line["username"], line["by"]) == ("ALICE", str(root.user_id))
 
 
 # --- authenticated_user ----------------------------------------------------------------------
@@ -262,38 +286,41 @@ async def test_the_user_behind_a_logged_in_token_is_authenticated(
     alice = await add_user(uow_factory, "alice")
     pair = await log_in(ctx, login="alice", password=PASSWORD, address=None)
 
-    current = await authenticated_user(uow_factory, ctx.tokens.verify(pair.access_token))
+    current = await authenticated_user(ctx, principal=ctx.tokens.verify(pair.access_token))
 
     assert (current.id, current.username) == (alice.id, "alice")
 
 
 async def test_a_token_without_a_session_works_while_its_user_is_active(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = await add_user(uow_factory, "alice")
 
-    current = await authenticated_user(uow_factory, principal_of(alice, session_id=None))
+    current = await authenticated_user(ctx, principal=principal_of(alice, session_id=None))
 
     assert current.id == alice.id
 
 
 async def test_the_token_of_a_deleted_user_no_longer_authenticates(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = await add_user(uow_factory, "alice")
-    await delete_user(uow_factory, actor=principal_of(alice), username="alice")
+    await delete_user(ctx, actor=principal_of(alice), username="alice")
 
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, principal_of(alice))
+        await authenticated_user(ctx, principal=principal_of(alice))
 
 
 async def test_the_token_of_a_disabled_user_no_longer_authenticates(
+    ctx: AuthContext,
     uow_factory: FakeUnitOfWorkFactory,
 ) -> None:
     alice = await add_user(uow_factory, "alice", status="disabled")
 
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, principal_of(alice))
+        await authenticated_user(ctx, principal=principal_of(alice))
 
 
 async def test_the_token_of_an_ended_session_no_longer_authenticates(
@@ -308,7 +335,7 @@ async def test_the_token_of_an_ended_session_no_longer_authenticates(
         await uow.commit()
 
     with pytest.raises(NotAuthenticatedError, match="session"):
-        await authenticated_user(uow_factory, principal)
+        await authenticated_user(ctx, principal=principal)
 
 
 async def test_a_token_naming_another_users_session_does_not_authenticate(
@@ -321,4 +348,4 @@ async def test_a_token_naming_another_users_session_does_not_authenticate(
     )
 
     with pytest.raises(NotAuthenticatedError):
-        await authenticated_user(uow_factory, principal_of(alice, session_id=bobs.session_id))
+        await authenticated_user(ctx, principal=principal_of(alice, session_id=bobs.session_id))

@@ -23,6 +23,7 @@ from auth.api.schemas import (
 from auth.domain.model import ProfileField
 from auth.service_layer import users as use_cases
 from auth.service_layer.authentication import log_in
+from auth.service_layer.registrations import register_user
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -34,21 +35,15 @@ async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrinc
     With the registration saga on (USERBUS_REQUIRE_PROFILE), the account is `pending` until
     the profile service has made its profile: it cannot log in until then.
     """
-    user = await use_cases.register_user(
-        services.auth.uow_factory,
-        services.auth.hasher,
+    user = await register_user(
+        services.auth,
         username=body.username,
         email=str(body.email),
         password=body.password,
         display_name=body.display_name,
         role=body.role,
         actor=actor,
-        pending=services.settings.require_profile,
     )
-    services.auth.audit.record(
-        "user_registered", user_id=user.id, username=user.username, role=user.role,
-        status=user.status, by=actor.user_id if actor else None,
-    )  # fmt: skip
     return UserOut.of(user)
 
 
@@ -77,9 +72,7 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> UserPage:
     """All users in username order, a page at a time (admins only)."""
-    page = await use_cases.list_users(
-        services.auth.uow_factory, actor=principal, limit=limit, cursor=cursor
-    )
+    page = await use_cases.list_users(services.auth, actor=principal, limit=limit, cursor=cursor)
     return UserPage(items=[UserOut.of(u) for u in page.users], next_cursor=page.next_cursor)
 
 
@@ -88,9 +81,7 @@ async def get_user(
     username: UsernameParam, principal: CurrentPrincipal, services: ServicesDep
 ) -> UserOut:
     """One account: your own, or any as an admin."""
-    return UserOut.of(
-        await use_cases.get_user(services.auth.uow_factory, actor=principal, username=username)
-    )
+    return UserOut.of(await use_cases.get_user(services.auth, actor=principal, username=username))
 
 
 @router.put("/{username}", response_model=UserOut)
@@ -107,13 +98,12 @@ async def update_user(
     if "display_name" in body.model_fields_set:
         profile["display_name"] = body.display_name
     user = await use_cases.update_user(
-        services.auth.uow_factory,
+        services.auth,
         actor=principal,
         username=username,
         profile=profile,
         role=body.role,
         status=body.status,
-        audit=services.auth.audit,
     )
     return UserOut.of(user)
 
@@ -123,6 +113,5 @@ async def delete(
     username: UsernameParam, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """Delete an account: your own, or any as an admin."""
-    await use_cases.delete_user(services.auth.uow_factory, actor=principal, username=username)
-    services.auth.audit.record("user_deleted", username=username, by=principal.user_id)
+    await use_cases.delete_user(services.auth, actor=principal, username=username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

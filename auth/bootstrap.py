@@ -1,0 +1,122 @@
+"""build_context: the one wiring of the auth use cases from AuthSettings.
+
+The API (auth/main.py), the registration saga (auth/saga/main.py) and `userbus users
+create-admin` (userbus/admin.py) all build their AuthContext here; tests replace parts
+through Overrides.
+"""
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth.adapters.rate_limit import LoginLimits, LoginRateLimiter, RedisLoginRateLimiter
+from auth.domain.model import Principal, User
+from auth.domain.passwords import BcryptPasswordHasher, PasswordHasher
+from auth.security.audit import AuditLog
+from auth.security.tokens import IssuedToken, TokenService, token_service
+from auth.service_layer.context import AccessTokens, AuthContext, Lifetimes
+from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
+from auth.settings import AuthSettings
+from consumers.mailer import Mailer, mailer_from
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Parts a test or an embedding program supplies instead of the configured ones."""
+
+    hasher: PasswordHasher | None = None
+    limiter: LoginRateLimiter | None = None
+    mailer: Mailer | None = None
+    audit: AuditLog | None = None
+    tokens: AccessTokens | None = None
+
+
+def build_context(
+    settings: AuthSettings, engine: AsyncEngine, overrides: Overrides | None = None
+) -> tuple[AuthContext, AsyncExitStack]:
+    """The AuthContext of `settings` on `engine`, and the stack that closes what it opened.
+
+    The engine stays the caller's to dispose. Building connects to nothing and writes no
+    file: Redis connects on first use, and the signing key is read (or, in development,
+    generated) when a token is first issued or verified.
+    """
+    overrides = overrides or Overrides()
+    resources = AsyncExitStack()
+    hasher = overrides.hasher
+    if hasher is None:
+        own_hasher = BcryptPasswordHasher(settings.bcrypt_rounds, settings.hash_workers)
+        resources.callback(own_hasher.close)
+        hasher = own_hasher
+
+    def uow_factory() -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(engine, event_source=settings.event_source)
+
+    context = AuthContext(
+        uow_factory=uow_factory,
+        hasher=hasher,
+        tokens=overrides.tokens or LazyTokenService(settings),
+        limiter=overrides.limiter or _login_limiter(settings, resources),
+        mailer=overrides.mailer or mailer_from(settings),
+        audit=overrides.audit or AuditLog(),
+        lifetimes=Lifetimes(
+            refresh_token=timedelta(days=settings.refresh_token_ttl_days),
+            password_reset=timedelta(minutes=settings.password_reset_ttl_minutes),
+        ),
+        password_reset_url=settings.password_reset_url,
+        require_profile=settings.require_profile,
+    )
+    return context, resources
+
+
+class LazyTokenService:
+    """The configured TokenService, loaded on first use.
+
+    The saga and `create-admin` never issue or verify a token, so they never need the key:
+    a deployment need not give it to them, and development does not generate one for them.
+    """
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._settings = settings
+        self._service: TokenService | None = None
+
+    def loaded(self) -> TokenService:
+        """The TokenService, loading its keys now if this is the first use."""
+        if self._service is None:
+            self._service = token_service(self._settings)
+        return self._service
+
+    def issue(
+        self, user: User, *, session_id: UUID | None = None, now: datetime | None = None
+    ) -> IssuedToken:
+        """TokenService.issue."""
+        return self.loaded().issue(user, session_id=session_id, now=now)
+
+    def verify(self, token: str) -> Principal:
+        """TokenService.verify."""
+        return self.loaded().verify(token)
+
+    def jwks(self) -> dict[str, Any]:
+        """TokenService.jwks."""
+        return self.loaded().jwks()
+
+
+def _login_limiter(settings: AuthSettings, resources: AsyncExitStack) -> LoginRateLimiter:
+    # Few, fast retries: with Redis down, logins answer 503 at once instead of hanging.
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 1),
+    )  # fmt: skip
+    resources.push_async_callback(client.aclose)
+    limits = LoginLimits(
+        per_username=settings.login_limit_per_username,
+        per_address=settings.login_limit_per_address,
+        window_seconds=settings.login_limit_window_seconds,
+    )
+    return RedisLoginRateLimiter(client, limits, prefix=f"{settings.redis_key_prefix}:login")
