@@ -2,7 +2,8 @@
 
 import pytest
 
-from events.brokers import broker_kind, kafka_servers
+from infra.brokers import broker_kind
+from infra.kafka.urls import kafka_servers
 
 
 @pytest.mark.parametrize(
