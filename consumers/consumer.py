@@ -35,11 +35,16 @@ class Delivery:
     receipt: Any
 
 
+def consumer_group(settings: ConsumerSettings, projection: Projection) -> str:
+    """The projection's consumer group: its name, unless the settings name another."""
+    return settings.consumer_group or projection.name
+
+
 def reader_options(settings: ConsumerSettings, projection: Projection) -> ReaderOptions:
-    """How the projection's group member reads; the group is the projection's name by default."""
+    """How a member of the projection's consumer group reads, from the consumer settings."""
     return ReaderOptions(
         stream=settings.stream,
-        group=settings.consumer_group or projection.name,
+        group=consumer_group(settings, projection),
         consumer=settings.consumer_name,
         batch_size=settings.consumer_batch_size,
         start=settings.consumer_start,
@@ -75,7 +80,7 @@ class ProjectionConsumer:
     ) -> None:
         self.settings = settings
         self.reader = reader
-        self.group = settings.consumer_group or projection.name
+        self.group = consumer_group(settings, projection)
         # No pre-ping: a connection lost with the database fails its batch with a
         # disconnect error, which invalidates it and is retried in place (see the settler).
         self.engine = engine or create_async_engine(settings.database_url)

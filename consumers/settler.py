@@ -66,7 +66,7 @@ class BatchSettler:
 
         A body that is not an event envelope is dead-lettered at once. If the batch fails
         for a reason other than the database being away, its events are applied one at a
-        time, each with `consumer_max_attempts` tries, so one poison event cannot hold up
+        time, each with `max_attempts` tries, so one poison event cannot hold up
         the rest.
         """
         if bad:
