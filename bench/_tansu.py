@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 from _common import free_port
 
-from consumers.sources import read_topic
+from infra.kafka.history import read_topic
 
 START_TIMEOUT_SECONDS = 30.0
 

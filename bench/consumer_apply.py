@@ -28,10 +28,10 @@ from consumers.app import create_consumer_app
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, UserRegistered, event_from_envelope, to_envelope
-from events.brokers import ensure_topic
-from events.wire import STREAM_FIELD
-from producers.broker import PendingEvent
-from producers.kafka import cloudevent_headers
+from infra.kafka.admin import ensure_topic
+from infra.kafka.publisher import cloudevent_headers
+from infra.publishing import PendingEvent, TopicLayout
+from infra.redis.wire import STREAM_FIELD
 
 # Issue 5's targets for the apply rate, in events/s.
 TARGETS = {"redis": 20_000.0, "kafka": 30_000.0}
@@ -136,7 +136,7 @@ async def publish_kafka(
     broker: Tansu, topic: str, partitions: int, messages: Sequence[Message]
 ) -> None:
     """Create the topic and send every envelope keyed by user, with the relay's headers."""
-    await ensure_topic(broker.servers, topic, partitions, 1)
+    await ensure_topic(broker.servers, topic, TopicLayout(partitions, 1))
     producer = AIOKafkaProducer(
         bootstrap_servers=broker.servers,
         acks="all",

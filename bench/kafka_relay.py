@@ -24,10 +24,10 @@ from aiokafka import AIOKafkaProducer
 from relay import TimedPublisher, fill_outbox
 
 from events import envelope_from_json, event_from_envelope
-from events.brokers import ensure_topic
-from producers.broker import PendingEvent, make_publisher
-from producers.kafka import cloudevent_headers
-from producers.main import create_relay
+from infra.kafka.admin import ensure_topic
+from infra.kafka.publisher import cloudevent_headers
+from infra.publishing import PendingEvent, TopicLayout
+from producers.main import create_relay, make_publisher
 from producers.relay import EVENT_COLUMNS
 from producers.settings import RelaySettings
 
@@ -190,7 +190,9 @@ async def main(args: argparse.Namespace) -> float:
                 topics = {purpose: f"userbus.bench.{space.run_id}.{purpose}" for purpose in
                           ("warmup", "raw", "raw-headers", "relay", "raw-after")}  # fmt: skip
                 for purpose in ("warmup", "raw", "raw-headers", "raw-after"):
-                    await ensure_topic(broker.servers, topics[purpose], args.partitions, 1)
+                    await ensure_topic(
+                        broker.servers, topics[purpose], TopicLayout(args.partitions, 1)
+                    )
                 headers = [cloudevent_headers(event) for event in events]
 
                 # Untimed: the first connection, topic metadata and the broker's first

@@ -33,7 +33,7 @@ from consumers.app import create_consumer_app
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import envelope_from_json
-from events.wire import STREAM_FIELD
+from infra.redis.wire import STREAM_FIELD
 from producers.main import create_relay
 from producers.settings import RelaySettings
 

@@ -21,9 +21,9 @@ from _common import (
 from redis.asyncio import Redis
 
 from events import envelope_from_json, event_from_envelope
-from events.wire import STREAM_FIELD
-from producers.broker import EventPublisher, PendingEvent, make_publisher
-from producers.main import create_relay
+from infra.publishing import EventPublisher, PendingEvent
+from infra.redis.wire import STREAM_FIELD
+from producers.main import create_relay, make_publisher
 from producers.settings import RelaySettings
 
 TARGET_RATIO = 0.5

@@ -1,22 +1,33 @@
 """create_consumer_app: a projection following the configured broker."""
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer, reader_options
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
-from events.brokers import broker_kind
+from infra.brokers import broker_for
+from infra.reading import GroupReader
 
 
 def create_consumer_app(
-    settings: ConsumerSettings, projection: Projection, *, engine: AsyncEngine | None = None
+    settings: ConsumerSettings,
+    projection: Projection,
+    *,
+    engine: AsyncEngine | None = None,
+    reader: GroupReader[Any] | None = None,
 ) -> ProjectionConsumer:
-    """A consumer of the configured stream (Redis) or topic (Kafka) for `projection`."""
-    # Imported here: each broker's client library loads only when that broker is used.
-    if broker_kind(settings.broker_url) == "kafka":
-        from consumers.kafka import KafkaTopicConsumer
+    """A consumer of the configured stream (Redis) or topic (Kafka) for `projection`.
 
-        return KafkaTopicConsumer(settings, projection, engine)
-    from consumers.redis_stream import RedisStreamConsumer
-
-    return RedisStreamConsumer(settings, projection, engine)
+    The broker's group reader and dead-letter queue come from the registry; tests may pass
+    their own reader.
+    """
+    broker = broker_for(settings.broker_url)
+    return ProjectionConsumer(
+        settings,
+        projection,
+        reader or broker.group_reader(reader_options(settings, projection)),
+        broker.dead_letters(settings.stream),
+        engine=engine,
+    )

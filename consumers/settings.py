@@ -7,7 +7,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events import DEFAULT_STREAM
-from events.brokers import broker_kind
+from infra.brokers import broker_kind
 
 
 def sqlalchemy_url(url: str) -> str:

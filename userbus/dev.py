@@ -12,7 +12,7 @@ from auth.saga.main import run_registration_saga
 from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
-from events.brokers import broker_kind
+from infra.brokers import broker_kind
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.embedded import EmbeddedPostgres, EmbeddedValkey

@@ -9,11 +9,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth.saga.answers import NAME as REGISTRATIONS
-from consumers.dead_letters import dead_letters_for
-from consumers.status import StreamStatus, stream_status
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as ANSWERS_SCHEMA
 from events import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
-from events.brokers import ensure_topic, kafka_servers
+from infra.brokers import broker_for
+from infra.kafka.urls import kafka_servers
+from infra.publishing import TopicLayout
+from infra.status import StreamStatus
 from producers.outbox import DEFAULT_SCHEMA
 from producers.relay import relay_backlog
 from userbus.projections import PROJECTIONS
@@ -44,17 +45,11 @@ def kafka_init() -> None:
     """Create the events topic (USERBUS_STREAM) if it does not exist (the relay does too)."""
     settings = TopicSettings()
     try:
-        servers = kafka_servers(settings.broker_url)
+        kafka_servers(settings.broker_url)
     except ValueError as exc:
         raise typer.BadParameter(f"USERBUS_BROKER_URL: {exc}") from None
-    created = asyncio.run(
-        ensure_topic(
-            servers,
-            settings.stream,
-            settings.kafka_partitions,
-            settings.kafka_replication_factor,
-        )
-    )
+    layout = TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor)
+    created = asyncio.run(broker_for(settings.broker_url).ensure(settings.stream, layout))
     state = "created" if created else "already exists:"
     typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
 
@@ -65,12 +60,11 @@ def status() -> None:
     database_url = settings.database_url
 
     async def gather() -> list[tuple[StreamStatus, str | None]]:
-        found = await stream_status(settings.broker_url, settings.stream, list(PROJECTIONS))
+        broker = broker_for(settings.broker_url)
+        found = await broker.status(settings.stream, list(PROJECTIONS))
         reports = [(found, await _backlog(database_url, DEFAULT_SCHEMA))]
         if settings.require_profile:
-            answers = await stream_status(
-                settings.broker_url, settings.profile_stream, [REGISTRATIONS]
-            )
+            answers = await broker.status(settings.profile_stream, [REGISTRATIONS])
             reports.append((answers, await _backlog(database_url, ANSWERS_SCHEMA)))
         return reports
 
@@ -102,7 +96,7 @@ def dlq_list() -> None:
     settings = TopicSettings()
 
     async def show() -> int:
-        queue = dead_letters_for(settings.broker_url, settings.stream)
+        queue = broker_for(settings.broker_url).dead_letters(settings.stream)
         count = 0
         try:
             async for letter in queue.read():
@@ -131,7 +125,7 @@ def dlq_retry(
     settings = TopicSettings()
 
     async def retry() -> int:
-        queue = dead_letters_for(settings.broker_url, settings.stream)
+        queue = broker_for(settings.broker_url).dead_letters(settings.stream)
         try:
             return await queue.retry(letter_ids or None)
         finally:

@@ -12,7 +12,7 @@ from auth.saga.answers import ProfileAnswers
 from auth.saga.sweeper import PendingRegistrationSweeper
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.settings import ConsumerSettings
 
 

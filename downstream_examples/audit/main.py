@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.settings import ConsumerSettings
 from downstream_examples.audit.api import Services, router
 from downstream_examples.audit.projection import AuditProjection

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.jwks import JwksVerifier
 from consumers.settings import ConsumerSettings
 from downstream_examples.lazy_directory.api import Services, install_error_handlers, router

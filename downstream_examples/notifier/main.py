@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.mailer import Mailer, mailer_from
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.projection import NotifierProjection

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.api import install_error_handlers, router
 from downstream_examples.profiles.projection import ProfileProjection

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.settings import AuthSettings
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.jwks import JwksVerifier, TokenRejectedError
 from consumers.settings import ConsumerSettings
 from downstream_examples.lazy_directory.main import (

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from events.wire import STREAM_FIELD
+from infra.redis.wire import STREAM_FIELD
 from tests.conftest import server_processes, unique_username
 from tests.integration.helpers import eventually
 

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
-from consumers.sources import OutboxLogSource, broker_source
+from consumers.sources import OutboxLogSource
 from downstream_examples.profiles.projection import ProfileProjection
+from infra.brokers import broker_for
 from producers.main import create_relay
 from producers.settings import RelaySettings
 from tests.conftest import unique_username
@@ -163,7 +164,7 @@ async def test_replay_reproduces_the_live_projection(system: System, source: str
     history = (
         OutboxLogSource(system.consumer_settings.event_log_database_url)
         if source == "outbox"
-        else broker_source(system.relay_settings.broker_url, system.relay_settings.stream)
+        else broker_for(system.relay_settings.broker_url).history(system.relay_settings.stream)
     )
     outcome = await replay(ProfileProjection(), system.engine, history)
     assert outcome.applied == 8

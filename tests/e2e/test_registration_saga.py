@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth.saga.main import RegistrationSaga, create_registration_saga
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
+from consumers.consumer import ProjectionConsumer
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA
 from downstream_examples.profiles.projection import ProfileProjection

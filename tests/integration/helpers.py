@@ -14,9 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from auth.bootstrap import Overrides
 from auth.main import create_app
 from auth.settings import AuthSettings
-from consumers.sources import broker_source, read_to_high_watermarks
-from events.brokers import broker_kind, kafka_servers
-from events.wire import STREAM_FIELD
+from infra.brokers import broker_for, broker_kind
+from infra.kafka.history import read_to_high_watermarks
+from infra.kafka.urls import kafka_servers
+from infra.redis.wire import STREAM_FIELD
 
 
 @asynccontextmanager
@@ -82,7 +83,7 @@ def bearer(token: str) -> dict[str, str]:
 
 async def broker_events(broker_url: str, stream: str) -> list[dict[str, Any]]:
     """Every envelope on the stream or topic: Redis in stream order, Kafka by partition."""
-    source = broker_source(broker_url, stream)
+    source = broker_for(broker_url).history(stream)
     events: list[dict[str, Any]] = []
     async for batch in source.batches(1000):
         events += [envelope.model_dump(mode="json") for envelope in batch]

@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
-from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.answers import create_answer_outbox
 from downstream_examples.profiles.projection import ProfileProjection
 from events import EVENT_TYPES
-from events.brokers import kafka_servers
+from infra.brokers import broker_for
+from infra.dead_letters import DeadLetter
+from infra.kafka.urls import kafka_servers
 from producers.settings import RelaySettings
 from tests.integration.test_relay import write_history
 from userbus.cli import app, main
@@ -155,7 +156,7 @@ def test_kafka_init_creates_the_topic_once(kafka_url: str) -> None:
 async def test_dlq_list_and_retry_put_dead_letters_back_on_the_stream(
     broker_url: str, stream: str
 ) -> None:
-    queue = dead_letters_for(broker_url, stream)
+    queue = broker_for(broker_url).dead_letters(stream)
     await queue.send(
         [
             DeadLetter(b'{"first": 1}', "boom", "profiles", "1-0"),

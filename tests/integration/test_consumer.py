@@ -13,12 +13,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
-from consumers.dead_letters import DeadLetter, dead_letters_for
+from consumers.consumer import ProjectionConsumer
 from consumers.errors import ConsumerFailedError
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, Event, UserDeleted, UserRegistered, to_envelope
+from infra.brokers import broker_for
+from infra.dead_letters import DeadLetter
 from tests.integration.helpers import eventually, publish_raw, unacknowledged
 
 pytestmark = pytest.mark.integration
@@ -186,7 +187,7 @@ async def test_a_message_that_is_not_an_event_goes_to_the_dead_letters(
 
 async def dead_letters(settings: ConsumerSettings) -> list[DeadLetter]:
     """What the consumer put in the dead-letter stream or topic."""
-    queue = dead_letters_for(settings.broker_url, settings.stream)
+    queue = broker_for(settings.broker_url).dead_letters(settings.stream)
     try:
         return [letter async for letter in queue.read()]
     finally:

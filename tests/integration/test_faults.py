@@ -24,12 +24,13 @@ from auth.domain.model import User
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork
 from auth.settings import sqlalchemy_url
 from consumers.app import create_consumer_app
-from consumers.dead_letters import DeadLetter, dead_letters_for
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource
 from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, Event, UserDeleted, UserRegistered, UserUpdated, to_envelope
+from infra.brokers import broker_for
+from infra.dead_letters import DeadLetter
 from producers.main import create_relay
 from producers.relay import relay_backlog
 from producers.settings import RelaySettings
@@ -155,7 +156,7 @@ async def pending(settings: ConsumerSettings) -> int:
 
 async def dead_letters(settings: ConsumerSettings) -> list[DeadLetter]:
     """Every letter in the dead-letter stream or topic beside the consumer's."""
-    queue = dead_letters_for(settings.broker_url, settings.stream)
+    queue = broker_for(settings.broker_url).dead_letters(settings.stream)
     try:
         return [letter async for letter in queue.read()]
     finally:

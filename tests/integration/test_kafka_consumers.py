@@ -6,18 +6,18 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.app import create_consumer_app
-from consumers.base import ProjectionConsumer
-from consumers.kafka import KafkaTopicConsumer
+from consumers.consumer import ProjectionConsumer, reader_options
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, Event
+from infra.kafka.reader import KafkaGroupReader, Offsets
+from infra.kafka.urls import kafka_servers
 from tests.conftest import KAFKA_SESSION_TIMEOUT_MS
 from tests.integration.helpers import eventually, unacknowledged
 from tests.integration.test_consumer import deleted, profiles, registered, xadd
@@ -39,13 +39,11 @@ def kafka_settings(isolated_database_url: str, kafka_url: str, stream: str) -> C
     )
 
 
-class DiesBeforeCommitting(KafkaTopicConsumer):
-    """Applies every batch but never commits its offsets: a member killed after each apply."""
+class DiesBeforeCommitting(KafkaGroupReader):
+    """A group member that never commits offsets: one killed after each apply."""
 
-    async def _acknowledge(self, receipt: Any) -> None:
-        async with self._settled:
-            self._unsettled -= 1
-            self._settled.notify_all()
+    async def commit(self, offsets: Offsets) -> None:
+        return None
 
 
 async def test_a_batch_applied_but_not_committed_comes_again_and_is_absorbed(
@@ -53,7 +51,11 @@ async def test_a_batch_applied_but_not_committed_comes_again_and_is_absorbed(
 ) -> None:
     users = [registered() for _ in range(6)]
     await xadd(kafka_settings.broker_url, kafka_settings.stream, [*users, deleted(users[0])])
-    dying = DiesBeforeCommitting(kafka_settings, ProfileProjection(), None)
+    projection = ProfileProjection()
+    reader = DiesBeforeCommitting(
+        kafka_servers(kafka_settings.broker_url), reader_options(kafka_settings, projection)
+    )
+    dying = create_consumer_app(kafka_settings, projection, reader=reader)
     await dying.start()
     try:
         await eventually(lambda: _applied(dying, 7), timeout=30)

@@ -15,10 +15,11 @@ from auth.adapters.orm import outbox
 from auth.domain.model import User
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork
 from events import to_envelope
-from events.brokers import broker_kind, kafka_servers
-from producers.broker import EventPublisher, PendingEvent, make_publisher
-from producers.kafka import KafkaPublisher
-from producers.main import create_relay
+from infra.brokers import broker_kind
+from infra.kafka.publisher import KafkaPublisher
+from infra.kafka.urls import kafka_servers
+from infra.publishing import EventPublisher, PendingEvent, TopicLayout
+from producers.main import create_relay, make_publisher
 from producers.relay import OutboxRelay
 from producers.settings import RelaySettings
 from tests.conftest import unique_username
@@ -241,8 +242,7 @@ async def test_a_relay_batch_split_over_many_kafka_record_batches_keeps_per_user
     publisher = KafkaPublisher(
         kafka_servers(relay_settings.broker_url),
         relay_settings.stream,
-        partitions=relay_settings.kafka_partitions,
-        replication_factor=1,
+        TopicLayout(partitions=relay_settings.kafka_partitions, replication_factor=1),
         idempotent=False,
         max_batch_bytes=2048,
     )

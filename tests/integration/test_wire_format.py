@@ -16,7 +16,7 @@ from kafka import KafkaConsumer
 from kafka.partitioner.default import murmur2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.brokers import kafka_servers
+from infra.kafka.urls import kafka_servers
 from producers.main import create_relay
 from producers.settings import RelaySettings
 from tests.integration.helpers import broker_events, eventually

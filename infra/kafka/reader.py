@@ -1,4 +1,4 @@
-"""A projection following a Kafka topic as a consumer group."""
+"""A member of a Kafka consumer group: offsets committed after the apply, careful hand-overs."""
 
 import asyncio
 import logging
@@ -6,21 +6,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.base import ProjectionConsumer
-from consumers.projection import Projection
-from consumers.settings import ConsumerSettings
-from events.brokers import ensure_topic, kafka_servers
+from infra.kafka.admin import ensure_topic
+from infra.reading import Batch, ReaderOptions, Recover
 
 logger = logging.getLogger(__name__)
 
 # How long one fetch waits for records before the reader looks again.
 _FETCH_TIMEOUT_MS = 1000
 
+Offsets = dict[TopicPartition, int]
 
-class KafkaTopicConsumer(ProjectionConsumer):
-    """Reads the topic in batches; the projection's name is the Kafka consumer group.
+
+class KafkaGroupReader:
+    """Reads the topic in batches as a member of the Kafka consumer group `options.group`.
 
     Offsets are committed only after the batch's transaction has committed (never on
     receipt, which would be at-most-once). A crash leaves the offsets where they were, so
@@ -32,12 +31,11 @@ class KafkaTopicConsumer(ProjectionConsumer):
     again by the partition's next owner, from the committed offsets.
     """
 
-    def __init__(
-        self, settings: ConsumerSettings, projection: Projection, engine: AsyncEngine | None
-    ) -> None:
-        super().__init__(settings, projection, engine)
-        self._servers = kafka_servers(settings.broker_url)
+    def __init__(self, servers: list[str], options: ReaderOptions) -> None:
+        self._servers = servers
+        self._options = options
         self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
         # Batches read but not yet committed, and whether a rebalance is taking partitions.
         self._unsettled = 0
         self._settled = asyncio.Condition()
@@ -50,59 +48,68 @@ class KafkaTopicConsumer(ProjectionConsumer):
             raise RuntimeError("the consumer is not connected")
         return self._consumer
 
-    async def _connect(self) -> None:
-        await ensure_topic(
-            self._servers,
-            self.settings.stream,
-            self.settings.kafka_partitions,
-            self.settings.kafka_replication_factor,
-        )
+    async def connect(self, recover: Recover, stopping: asyncio.Event) -> None:
+        """Create the topic if it is missing, then join the group (nothing to recover here).
+
+        A crashed member's batches need no recovery: their offsets were not committed, so
+        the group delivers them again.
+        """
+        options = self._options
+        self._stopping = stopping
+        await ensure_topic(self._servers, options.stream, options.layout)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._servers,
-            group_id=self.group,
+            group_id=options.group,
             enable_auto_commit=False,
             # Where a group with no committed offsets starts: the whole history by default.
-            auto_offset_reset="earliest"
-            if self.settings.consumer_start == "beginning"
-            else "latest",
-            session_timeout_ms=self.settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=self.settings.kafka_session_timeout_ms // 3,
-            max_partition_fetch_bytes=self.settings.kafka_max_partition_fetch_bytes,
+            auto_offset_reset="earliest" if options.start == "beginning" else "latest",
+            session_timeout_ms=options.session_timeout_ms,
+            heartbeat_interval_ms=options.session_timeout_ms // 3,
+            max_partition_fetch_bytes=options.max_partition_fetch_bytes,
         )
-        self._consumer.subscribe([self.settings.stream], listener=_Handover(self))
+        self._consumer.subscribe([options.stream], listener=_Handover(self))
         await self._consumer.start()
 
-    async def _disconnect(self) -> None:
+    async def close(self) -> None:
+        """Leave the group."""
         if self._consumer is not None:
             await self._consumer.stop()
 
-    async def _fetch(self) -> tuple[list[Any], list[str], Any] | None:
+    async def fetch(self) -> Batch[Offsets] | None:
+        """The records fetched from the assigned partitions; None if none, or mid-rebalance."""
         records = await self.consumer.getmany(
-            timeout_ms=_FETCH_TIMEOUT_MS, max_records=self.settings.consumer_batch_size
+            timeout_ms=_FETCH_TIMEOUT_MS, max_records=self._options.batch_size
         )
         if not records or self._revoking:
             return None
         bodies: list[Any] = []
         origins: list[str] = []
-        offsets: dict[TopicPartition, int] = {}
+        offsets: Offsets = {}
         for partition, batch in records.items():
             for record in batch:
                 bodies.append(record.value)
                 origins.append(f"{partition.topic}:{partition.partition}:{record.offset}")
             offsets[partition] = batch[-1].offset + 1
         self._unsettled += 1  # before any await: a rebalance starting now waits for it
-        return bodies, origins, offsets
+        return Batch(bodies, origins, offsets)
 
-    async def _acknowledge(self, receipt: Any) -> None:
-        try:
-            await self.consumer.commit(receipt)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved the partitions on: their next owner reads from the last
-            # commit, and the tracking records absorb what this member already applied.
-            logger.warning("%s: offsets not committed (%r); they come again", self.group, exc)
+    async def acknowledge(self, receipt: Offsets) -> None:
+        """Commit the batch's offsets; a rebalance waiting for this batch may then go on."""
+        await self.commit(receipt)
         async with self._settled:
             self._unsettled -= 1
             self._settled.notify_all()
+
+    async def commit(self, offsets: Offsets) -> None:
+        """Commit offsets of the group's partitions, unless the group moved them on."""
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved the partitions on: their next owner reads from the last
+            # commit, and the tracking records absorb what this member already applied.
+            logger.warning(
+                "%s: offsets not committed (%r); they come again", self._options.group, exc
+            )
 
     async def hand_over(self) -> None:
         """Before partitions leave this member: finish and commit every batch already read."""
@@ -116,7 +123,7 @@ class KafkaTopicConsumer(ProjectionConsumer):
 
 
 class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, member: KafkaTopicConsumer) -> None:
+    def __init__(self, member: KafkaGroupReader) -> None:
         self._member = member
 
     async def on_partitions_revoked(self, revoked: Any) -> None:

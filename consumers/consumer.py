@@ -1,33 +1,28 @@
-"""What every broker's consumer shares: applying batches, retried in place, and counting."""
+"""ProjectionConsumer: a projection fed by a broker's group reader, batch after batch."""
 
 import asyncio
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode, parse_envelope
-from consumers.dead_letters import DeadLetter, DeadLetterQueue, body_bytes, dead_letters_for
+from consumers.applier import BatchOutcome, Decoded, ProjectionApplier
 from consumers.errors import ConsumerFailedError
-from consumers.failures import is_transient
 from consumers.memory import tune_garbage_collection
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
-from events import MalformedEventError
+from consumers.settler import BatchSettler
+from infra.dead_letters import DeadLetter, DeadLetterQueue
+from infra.publishing import TopicLayout
+from infra.reading import GroupReader, ReaderOptions
 
 logger = logging.getLogger(__name__)
 
 
 # Events decoded between two looks at the event loop (about 1 ms of work).
 _DECODE_SLICE = 100
-
-
-class _ConnectFailedError(Exception):
-    """No connection to the projection's database could be opened."""
 
 
 @dataclass(slots=True)
@@ -40,8 +35,28 @@ class Delivery:
     receipt: Any
 
 
-class ProjectionConsumer(ABC):
-    """A projection fed by a broker; subclasses fetch batches and acknowledge them.
+def consumer_group(settings: ConsumerSettings, projection: Projection) -> str:
+    """The projection's consumer group: its name, unless the settings name another."""
+    return settings.consumer_group or projection.name
+
+
+def reader_options(settings: ConsumerSettings, projection: Projection) -> ReaderOptions:
+    """How a member of the projection's consumer group reads, from the consumer settings."""
+    return ReaderOptions(
+        stream=settings.stream,
+        group=consumer_group(settings, projection),
+        consumer=settings.consumer_name,
+        batch_size=settings.consumer_batch_size,
+        start=settings.consumer_start,
+        claim_idle_ms=settings.consumer_claim_idle_ms,
+        layout=TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor),
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
+    )
+
+
+class ProjectionConsumer:
+    """A projection fed by a broker, through a member of the projection's consumer group.
 
     The projection's name is the consumer group. A message is acknowledged (Redis XACK,
     Kafka offset commit) only after the transaction holding its effect and its tracking
@@ -55,27 +70,48 @@ class ProjectionConsumer(ABC):
     """
 
     def __init__(
-        self, settings: ConsumerSettings, projection: Projection, engine: AsyncEngine | None
+        self,
+        settings: ConsumerSettings,
+        projection: Projection,
+        reader: GroupReader[Any],
+        dead_letters: DeadLetterQueue,
+        *,
+        engine: AsyncEngine | None = None,
     ) -> None:
         self.settings = settings
-        self.applier = ProjectionApplier(projection)
-        self.group = settings.consumer_group or projection.name
+        self.reader = reader
+        self.group = consumer_group(settings, projection)
         # No pre-ping: a connection lost with the database fails its batch with a
-        # disconnect error, which invalidates it and is retried in place (see apply).
+        # disconnect error, which invalidates it and is retried in place (see the settler).
         self.engine = engine or create_async_engine(settings.database_url)
-        self.totals = BatchOutcome()
-        self.dead_letters: DeadLetterQueue = dead_letters_for(settings.broker_url, settings.stream)
-        self.dead_lettered = 0
         self._stopping = asyncio.Event()
+        self.settler = BatchSettler(
+            ProjectionApplier(projection),
+            self.engine,
+            dead_letters,
+            group=self.group,
+            max_attempts=settings.consumer_max_attempts,
+            stopping=self._stopping,
+        )
         self._reader: asyncio.Task[None] | None = None
         self._applying: asyncio.Task[None] | None = None
         self._busy = False
 
+    @property
+    def totals(self) -> BatchOutcome:
+        """What happened to the events applied so far, added up."""
+        return self.settler.totals
+
+    @property
+    def dead_lettered(self) -> int:
+        """How many messages went to the dead letters so far."""
+        return self.settler.dead_lettered
+
     async def start(self) -> None:
         """Create the projection's tables, connect, and start consuming in the background."""
         async with self.engine.begin() as conn:
-            await self.applier.setup(conn)
-        await self._connect()
+            await self.settler.applier.setup(conn)
+        await self.reader.connect(self.handle, self._stopping)
         tune_garbage_collection(self.settings.consumer_gc_threshold)
         # One batch read ahead: enough to overlap, and a stop leaves little unacknowledged.
         queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=1)
@@ -115,15 +151,15 @@ class ProjectionConsumer(ABC):
             for outcome in await asyncio.gather(self._applying, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     logger.warning("%s: stopped during a batch: %r", self.group, outcome)
-        await self._disconnect()
-        await self.dead_letters.close()
+        await self.reader.close()
+        await self.settler.dead_letters.close()
         await self.engine.dispose()
 
     async def _read(self, queue: "asyncio.Queue[Delivery]") -> None:
         delay = 0.1
         while True:
             try:
-                fetched = await self._fetch()
+                batch = await self.reader.fetch()
             except Exception as exc:
                 # The broker is away or restarting: keep trying; nothing read is lost,
                 # because nothing is acknowledged before it is applied.
@@ -132,9 +168,9 @@ class ProjectionConsumer(ABC):
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
-            if fetched is None:
+            if batch is None:
                 continue
-            bodies, origins, receipt = fetched
+            bodies, origins = batch.bodies, batch.origins
             decoded: list[Decoded] = []
             bad: list[DeadLetter] = []
             for start in range(0, len(bodies), _DECODE_SLICE):
@@ -146,7 +182,7 @@ class ProjectionConsumer(ABC):
                 # Let the applier's transaction go on between slices: a database reply that
                 # arrives meanwhile is answered at once, so the two really overlap.
                 await asyncio.sleep(0)
-            await queue.put(Delivery(decoded, bad, receipt))
+            await queue.put(Delivery(decoded, bad, batch.receipt))
 
     async def _apply(self, queue: "asyncio.Queue[Delivery]") -> None:
         while not self._stopping.is_set():
@@ -158,8 +194,8 @@ class ProjectionConsumer(ABC):
                 self._busy = False
 
     async def _settle_and_acknowledge(self, delivery: Delivery) -> None:
-        await self._persist("apply", lambda: self.settle(delivery.decoded, delivery.bad))
-        await self._persist("acknowledge", lambda: self._acknowledge(delivery.receipt))
+        await self._persist("apply", lambda: self.settler.settle(delivery.decoded, delivery.bad))
+        await self._persist("acknowledge", lambda: self.reader.acknowledge(delivery.receipt))
 
     async def _persist(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` until it succeeds: a batch is never skipped, so later ones wait."""
@@ -179,112 +215,8 @@ class ProjectionConsumer(ABC):
         self, bodies: Sequence[Any], origins: Sequence[str] = ()
     ) -> tuple[list[Decoded], list[DeadLetter]]:
         """Parse message bodies; one that is not an event envelope becomes a dead letter."""
-        origins = list(origins) or [""] * len(bodies)
-        decoded, bad = [], []
-        for body, origin in zip(bodies, origins, strict=True):
-            try:
-                decoded.append(decode(parse_envelope(body)))
-            except (ValidationError, MalformedEventError, TypeError, ValueError) as exc:
-                bad.append(DeadLetter(body_bytes(body), f"not an event: {exc}", self.group, origin))
-        return decoded, bad
+        return self.settler.decode(bodies, origins)
 
     async def handle(self, bodies: Sequence[Any], origins: Sequence[str] = ()) -> None:
-        """Decode and apply a batch of message bodies (see `settle`)."""
-        await self.settle(*self.decode(bodies, origins))
-
-    async def settle(self, decoded: Sequence[Decoded], bad: Sequence[DeadLetter] = ()) -> None:
-        """Apply a decoded batch; what cannot be applied goes to the dead letters.
-
-        A body that is not an event envelope is dead-lettered at once. If the batch fails
-        for a reason other than the database being away, its events are applied one at a
-        time, each with `consumer_max_attempts` tries, so one poison event cannot hold up
-        the rest.
-        """
-        if bad:
-            await self._dead_letter(list(bad))
-        try:
-            await self.apply(decoded)
-        except Exception as exc:
-            if self._stopping.is_set():
-                raise
-            logger.warning("%s: batch failed (%r); applying its events one by one", self.group, exc)
-            for item in decoded:
-                await self._apply_with_attempts(item)
-
-    async def apply(self, decoded: Sequence[Decoded]) -> None:
-        """Apply a batch, retrying while the database is unavailable."""
-        delay = 0.1
-        while True:
-            try:
-                outcome = await self._apply_once(decoded)
-                break
-            except Exception as exc:
-                transient = isinstance(exc, _ConnectFailedError) or is_transient(exc)
-                if not transient or self._stopping.is_set():
-                    raise
-                logger.warning("%s: database unavailable (%s); retrying", self.group, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self.totals.add(outcome)
-        if outcome.rejected:
-            await self._dead_letter(
-                [
-                    DeadLetter(e.model_dump_json().encode(), f"invalid data: {why}", self.group)
-                    for e, why in outcome.rejected
-                ]
-            )
-
-    async def _apply_once(self, decoded: Sequence[Decoded]) -> BatchOutcome:
-        try:
-            conn = await self.engine.connect()
-        except Exception as exc:
-            # Whatever stops a connection from opening (the database restarting, refusing
-            # connections, out of slots) says the database is away, never that the batch is bad.
-            raise _ConnectFailedError(exc) from exc
-        try:
-            async with conn.begin():
-                return await self.applier.apply_decoded(conn, decoded)
-        finally:
-            await conn.close()
-
-    async def _apply_with_attempts(self, item: Decoded) -> None:
-        envelope = item.envelope
-        error: Exception | None = None
-        for attempt in range(1, self.settings.consumer_max_attempts + 1):
-            try:
-                await self.apply([item])
-                return
-            except Exception as exc:
-                if self._stopping.is_set():
-                    raise
-                error = exc
-                logger.warning(
-                    "%s: event %s failed (attempt %d): %r", self.group, envelope.id, attempt, exc
-                )
-                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
-        reason = f"failed {self.settings.consumer_max_attempts} times: {error!r}"
-        await self._dead_letter(
-            [DeadLetter(envelope.model_dump_json().encode(), reason, self.group, str(envelope.id))]
-        )
-
-    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        for letter in letters:
-            logger.error("%s: dead-lettering %s: %s", self.group, letter.origin, letter.error)
-        await self.dead_letters.send(letters)
-        self.dead_lettered += len(letters)
-
-    @abstractmethod
-    async def _connect(self) -> None:
-        """Connect to the broker (and recover what this member left unfinished)."""
-
-    @abstractmethod
-    async def _fetch(self) -> tuple[list[Any], list[str], Any] | None:
-        """The next batch: message bodies, their origins for logs, and a receipt; None if idle."""
-
-    @abstractmethod
-    async def _acknowledge(self, receipt: Any) -> None:
-        """Acknowledge a batch that is applied (its transaction committed)."""
-
-    @abstractmethod
-    async def _disconnect(self) -> None:
-        """Close the broker connections."""
+        """Decode and apply a batch of message bodies at once (what a reader recovers)."""
+        await self.settler.settle(*self.decode(bodies, origins))

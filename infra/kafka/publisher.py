@@ -7,10 +7,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from events.brokers import ensure_topic
-from events.wire import CONTENT_TYPE
-from producers.broker import PendingEvent
+from infra.kafka.admin import ensure_topic
+from infra.publishing import PendingEvent, TopicLayout
 
+CONTENT_TYPE = "application/cloudevents+json"
 # The headers every event carries with the same value, encoded once.
 _CONSTANT_HEADERS = (("content-type", CONTENT_TYPE.encode()), ("ce_specversion", b"1.0"))
 # The largest record batch the relay builds by default (the broker's default limit is 1 MiB).
@@ -26,7 +26,7 @@ class KafkaPublisher:
 
     The relay fills aiokafka's batches itself, one per partition, rather than calling `send`
     per event: the envelopes are already serialised, and a `send` per event (its metadata
-    and partition lookups, a future and its callback) took about 40 % of the relay's CPU
+    and partition lookups, a future and its callback) took a large share of the relay's CPU
     (bench/README.md). The partition is the one `send` would pick for the key, and the
     idempotent producer numbers these batches as it numbers its own (when they are sent).
     """
@@ -35,16 +35,14 @@ class KafkaPublisher:
         self,
         servers: list[str],
         topic: str,
+        layout: TopicLayout,
         *,
-        partitions: int,
-        replication_factor: int,
         idempotent: bool = True,
         max_batch_bytes: int = _MAX_BATCH_BYTES,
     ) -> None:
         self._servers = servers
         self._topic = topic
-        self._partitions = partitions
-        self._replication_factor = replication_factor
+        self._layout = layout
         self._idempotent = idempotent
         self._max_batch_bytes = max_batch_bytes
         # Kafka's default: murmur2 of the key. Shared with the producer, so a keyed `send`
@@ -54,7 +52,7 @@ class KafkaPublisher:
 
     async def connect(self) -> None:
         """Create the topic if it is missing, then start the producer."""
-        await ensure_topic(self._servers, self._topic, self._partitions, self._replication_factor)
+        await ensure_topic(self._servers, self._topic, self._layout)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self._servers,
             enable_idempotence=self._idempotent,

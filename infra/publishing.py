@@ -1,10 +1,8 @@
-"""The broker behind one `publish`: a Redis/Valkey Stream or a Kafka topic, by URL."""
+"""What a relay hands a broker: the events to publish, the publisher port, a topic's layout."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
-
-from events.brokers import broker_kind, kafka_servers
-from producers.settings import RelaySettings
 
 
 class PendingEvent(NamedTuple):
@@ -41,19 +39,9 @@ class EventPublisher(Protocol):
         ...
 
 
-def make_publisher(settings: RelaySettings) -> EventPublisher:
-    """The publisher for the configured broker URL."""
-    # Imported here: each broker's client library loads only when that broker is used.
-    if broker_kind(settings.broker_url) == "kafka":
-        from producers.kafka import KafkaPublisher
+@dataclass(frozen=True, slots=True)
+class TopicLayout:
+    """How a Kafka topic is created when it is missing (a Redis Stream needs no layout)."""
 
-        return KafkaPublisher(
-            kafka_servers(settings.broker_url),
-            settings.stream,
-            partitions=settings.kafka_partitions,
-            replication_factor=settings.kafka_replication_factor,
-            idempotent=settings.kafka_idempotent_producer,
-        )
-    from producers.redis_stream import RedisStreamPublisher
-
-    return RedisStreamPublisher(settings.broker_url, settings.stream)
+    partitions: int = 6
+    replication_factor: int = 1

@@ -1,0 +1,71 @@
+"""The broker registry: which broker a URL names, and the one object every part is got from.
+
+`broker_for(url)` gives a `Broker`: the publisher a relay uses, the group reader a consumer
+reads through, the history a replay reads, the dead-letter queue, the status and the
+stream or topic admin. A Redis/Valkey URL (`redis://`, `rediss://`, `unix://`) names Redis
+Streams, `kafka://host:port[,host:port]` a Kafka cluster.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+from infra.dead_letters import DeadLetterQueue
+from infra.kafka.urls import KAFKA_SCHEME, kafka_servers
+from infra.publishing import EventPublisher, TopicLayout
+from infra.reading import EventSource, GroupReader, ReaderOptions
+from infra.status import StreamStatus
+
+BrokerKind = Literal["redis", "kafka"]
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Broker(Protocol):
+    """Everything the services do with one broker, by stream (or topic) name."""
+
+    def publisher(
+        self, stream: str, layout: TopicLayout | None = None, *, idempotent: bool = True
+    ) -> EventPublisher:
+        """A publisher to `stream` (Kafka: creating a missing topic with `layout`, idempotent)."""
+        ...
+
+    def group_reader(self, options: ReaderOptions) -> GroupReader[Any]:
+        """A member of the consumer group `options.group` on `options.stream`."""
+        ...
+
+    def history(self, stream: str) -> EventSource:
+        """Everything the broker keeps of `stream`, for a replay (no group is joined)."""
+        ...
+
+    def dead_letters(self, stream: str) -> DeadLetterQueue:
+        """The dead-letter queue beside `stream`."""
+        ...
+
+    async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:
+        """Length, group lag and dead letters of `stream` (Kafka: of the groups named)."""
+        ...
+
+    async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
+        """Create the stream or topic unless it exists; whether this call created it."""
+        ...
+
+
+def broker_kind(url: str) -> BrokerKind:
+    """The kind of broker behind `url`; ValueError for any other scheme."""
+    if url.startswith(REDIS_SCHEMES):
+        return "redis"
+    if url.startswith(KAFKA_SCHEME):
+        kafka_servers(url)
+        return "kafka"
+    raise ValueError("the broker URL must start with redis://, rediss://, unix:// or kafka://")
+
+
+def broker_for(url: str) -> Broker:
+    """The broker behind `url`; ValueError for an unknown scheme or a malformed Kafka URL."""
+    # Imported here: each broker's client library loads only when that broker is used.
+    if broker_kind(url) == "kafka":
+        from infra.kafka.broker import KafkaBroker
+
+        return KafkaBroker(kafka_servers(url))
+    from infra.redis.broker import RedisBroker
+
+    return RedisBroker(url)

@@ -1,0 +1,47 @@
+"""Kafka as the broker: every part the registry hands out, on one cluster's servers."""
+
+from collections.abc import Sequence
+
+from infra.dead_letters import DeadLetterQueue
+from infra.kafka.admin import ensure_topic
+from infra.kafka.dead_letters import KafkaDeadLetters
+from infra.kafka.history import KafkaTopicSource
+from infra.kafka.publisher import KafkaPublisher
+from infra.kafka.reader import KafkaGroupReader
+from infra.kafka.status import kafka_status
+from infra.publishing import EventPublisher, TopicLayout
+from infra.reading import EventSource, ReaderOptions
+from infra.status import StreamStatus
+
+
+class KafkaBroker:
+    """A Kafka (or Kafka-compatible) cluster, by its bootstrap servers."""
+
+    def __init__(self, servers: list[str]) -> None:
+        self.servers = servers
+
+    def publisher(
+        self, stream: str, layout: TopicLayout | None = None, *, idempotent: bool = True
+    ) -> EventPublisher:
+        """A publisher to the topic `stream`, which it creates with `layout` if missing."""
+        return KafkaPublisher(self.servers, stream, layout or TopicLayout(), idempotent=idempotent)
+
+    def group_reader(self, options: ReaderOptions) -> KafkaGroupReader:
+        """A member of the topic's consumer group."""
+        return KafkaGroupReader(self.servers, options)
+
+    def history(self, stream: str) -> EventSource:
+        """Every partition of the topic, from its earliest offset."""
+        return KafkaTopicSource(self.servers, stream)
+
+    def dead_letters(self, stream: str) -> DeadLetterQueue:
+        """The dead-letter topic `<stream>.dlq`."""
+        return KafkaDeadLetters(self.servers, stream)
+
+    async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:
+        """The topic's length, how far behind each named group is, its dead letters."""
+        return await kafka_status(self.servers, stream, groups)
+
+    async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
+        """Create the topic with `layout` unless it exists; whether this call created it."""
+        return await ensure_topic(self.servers, stream, layout or TopicLayout())

@@ -1,0 +1,1 @@
+"""Redis/Valkey Streams: publisher, group reader, history, dead letters, status, the wire field."""

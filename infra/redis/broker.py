@@ -1,0 +1,46 @@
+"""Redis/Valkey Streams as the broker: every part the registry hands out, on one URL."""
+
+from collections.abc import Sequence
+
+from infra.dead_letters import DeadLetterQueue
+from infra.publishing import EventPublisher, TopicLayout
+from infra.reading import EventSource, ReaderOptions
+from infra.redis.dead_letters import RedisDeadLetters
+from infra.redis.history import RedisStreamSource
+from infra.redis.publisher import RedisStreamPublisher
+from infra.redis.reader import RedisGroupReader
+from infra.redis.status import redis_status
+from infra.status import StreamStatus
+
+
+class RedisBroker:
+    """A Redis or Valkey server, by its `redis://`, `rediss://` or `unix://` URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def publisher(
+        self, stream: str, layout: TopicLayout | None = None, *, idempotent: bool = True
+    ) -> EventPublisher:
+        """A publisher XADDing to `stream` (a stream has no layout; XADD is not retried)."""
+        return RedisStreamPublisher(self.url, stream)
+
+    def group_reader(self, options: ReaderOptions) -> RedisGroupReader:
+        """A member of the stream's consumer group."""
+        return RedisGroupReader(self.url, options)
+
+    def history(self, stream: str) -> EventSource:
+        """The stream's entries from its first."""
+        return RedisStreamSource(self.url, stream)
+
+    def dead_letters(self, stream: str) -> DeadLetterQueue:
+        """The dead-letter stream `<stream>.dlq`."""
+        return RedisDeadLetters(self.url, stream)
+
+    async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:
+        """The stream's length, every group on it, its dead letters (`groups` is not needed)."""
+        return await redis_status(self.url, stream)
+
+    async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
+        """Nothing to create: a stream comes into being with its first entry or group."""
+        return False
