@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import MetaData
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.migrations import alembic_config, upgrade
@@ -193,7 +193,7 @@ async def test_the_sqlalchemy_tables_declare_the_migrated_columns(
     finally:
         await conn.close()
 
-    dialect = postgresql.dialect()
+    dialect = PGDialect_asyncpg()
     declared = [
         (table.name, column.name, column.type.compile(dialect=dialect).lower(), not column.nullable)
         for table in outbox_tables(MetaData(schema="auth"))
