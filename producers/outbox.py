@@ -1,17 +1,36 @@
-"""A transactional outbox in any schema: the tables, trigger and NOTIFY the relay works from.
+"""A transactional outbox in any schema: the one owner of its DDL, its tables and its rows.
 
-The auth service's outbox (`auth.outbox`, made by its Alembic migrations) has exactly this
-shape. Another service that publishes events (the profile service's answers in the
-registration saga) creates the same in its own schema with `outbox_ddl`, writes rows into
-`outbox_table(schema)` in its own transactions, and runs a relay with that schema
-(`RelaySettings.outbox_schema`).
+The auth service's outbox (`auth.outbox`, made by its Alembic migrations, which call
+`outbox_ddl("auth")`) and any other service's (the profile service's answers in the
+registration saga, `outbox_ddl("profiles")`) have exactly this shape. A service writes
+`outbox_row(envelope)` rows into `outbox_tables(metadata)[0]` in its own transactions, and
+runs a relay with its schema (`RelaySettings.outbox_schema`).
+
+Changing the outbox: edit `outbox_ddl` here, and add a migration that brings an existing
+database to the new shape. Migration 0001 calls this function, so a fresh database already
+has the new shape before that migration runs: the migration must be idempotent against a
+database created from the current DDL (detect the old shape, as 0002 does, or use
+IF [NOT] EXISTS).
 """
 
 import re
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Integer, MetaData, Table, Text, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
+
+from events import Envelope
 
 DEFAULT_SCHEMA = "auth"
 SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
@@ -34,6 +53,7 @@ def outbox_ddl(schema: str) -> list[str]:
     s = check_schema(schema)
     return [
         f"CREATE SCHEMA IF NOT EXISTS {s}",
+        # Also the event log: append-only, so a projection can be rebuilt from it.
         f"""
         CREATE TABLE IF NOT EXISTS {s}.outbox (
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -46,12 +66,15 @@ def outbox_ddl(schema: str) -> list[str]:
             UNIQUE (subject, sequence)
         )
         """,
+        # The ids the relay has still to publish: it deletes them once the broker has the
+        # events, so the outbox itself is never updated (no rewritten rows and indexes).
         f"""
         CREATE TABLE IF NOT EXISTS {s}.outbox_pending (
             id bigint PRIMARY KEY REFERENCES {s}.outbox (id),
             subject uuid NOT NULL
         )
         """,
+        # The relay checks per user that no earlier event is still queued behind another relay.
         f"CREATE INDEX IF NOT EXISTS outbox_pending_subject ON {s}.outbox_pending (subject, id)",
         # Enqueue and NOTIFY in the inserting transaction: both vanish if it rolls back.
         f"""
@@ -70,9 +93,20 @@ def outbox_ddl(schema: str) -> list[str]:
     ]
 
 
-def outbox_columns() -> list[Column[Any]]:
-    """The columns of an outbox table (new objects on each call: a column has one table)."""
+def drop_outbox_ddl(schema: str) -> list[str]:
+    """Statements dropping what `outbox_ddl` created, but the schema (events are lost)."""
+    s = check_schema(schema)
     return [
+        f"DROP TABLE IF EXISTS {s}.outbox_pending, {s}.outbox",
+        f"DROP FUNCTION IF EXISTS {s}.enqueue_outbox()",
+    ]
+
+
+def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The outbox and its queue, `(outbox, outbox_pending)`, as tables in `metadata`."""
+    outbox = Table(
+        "outbox",
+        metadata,
         Column("id", BigInteger, Identity(), primary_key=True),
         Column("event_id", Uuid, nullable=False, unique=True),
         Column("subject", Uuid, nullable=False),
@@ -80,9 +114,29 @@ def outbox_columns() -> list[Column[Any]]:
         Column("type", Text, nullable=False),
         Column("payload", JSONB, nullable=False),
         Column("occurred_at", DateTime(timezone=True), nullable=False),
-    ]
+    )
+    pending = Table(
+        "outbox_pending",
+        metadata,
+        Column("id", BigInteger, ForeignKey(outbox.c.id), primary_key=True),
+        Column("subject", Uuid, nullable=False),
+    )
+    return outbox, pending
 
 
 def outbox_table(schema: str) -> Table:
     """The outbox of `schema` as a SQLAlchemy table, for inserting events (own MetaData)."""
-    return Table("outbox", MetaData(schema=check_schema(schema)), *outbox_columns())
+    outbox, _ = outbox_tables(MetaData(schema=check_schema(schema)))
+    return outbox
+
+
+def outbox_row(envelope: Envelope) -> dict[str, Any]:
+    """The outbox row carrying `envelope` (its subject and sequence are the user's)."""
+    return {
+        "event_id": envelope.id,
+        "subject": envelope.user_id,
+        "sequence": envelope.sequence,
+        "type": envelope.type,
+        "payload": envelope.model_dump(mode="json"),
+        "occurred_at": envelope.time,
+    }

@@ -1,7 +1,6 @@
 """The auth service's tables (schema `auth`); Alembic migrations create them."""
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     DateTime,
     Integer,
@@ -12,7 +11,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from producers.outbox import outbox_columns
+from producers.outbox import outbox_tables
 
 SCHEMA = "auth"
 metadata = MetaData(schema=SCHEMA)
@@ -32,17 +31,10 @@ users = Table(
     Column("version", Integer, nullable=False),
 )
 
-# The outbox is also the auth service's event log: append-only, so a projection can be rebuilt
-# from it. An insert trigger queues each new row's id in `outbox_pending` (same transaction);
-# the relay deletes ids from that queue once the broker has the events.
-outbox = Table("outbox", metadata, *outbox_columns())
-
-outbox_pending = Table(
-    "outbox_pending",
-    metadata,
-    Column("id", BigInteger, primary_key=True),
-    Column("subject", Uuid, nullable=False),
-)
+# The outbox is also the auth service's event log; producers.outbox owns its shape. An insert
+# trigger queues each new row's id in `outbox_pending` (same transaction); the relay deletes
+# ids from that queue once the broker has the events.
+outbox, outbox_pending = outbox_tables(metadata)
 
 sessions = Table(
     "sessions",

@@ -11,6 +11,7 @@ from auth.adapters.repository import SqlAlchemyUserRepository, UserRepository
 from auth.adapters.reset_tokens import ResetTokenRepository, SqlAlchemyResetTokenRepository
 from auth.adapters.sessions import SessionRepository, SqlAlchemySessionRepository
 from events import to_envelope
+from producers.outbox import outbox_row
 
 
 class UnitOfWork(Protocol):
@@ -100,16 +101,7 @@ class SqlAlchemyUnitOfWork:
             await self.users.save(user)
             for sequence, event in user.events:
                 envelope = to_envelope(event, sequence=sequence, source=self._event_source)
-                rows.append(
-                    {
-                        "event_id": envelope.id,
-                        "subject": user.id,
-                        "sequence": sequence,
-                        "type": envelope.type,
-                        "payload": envelope.model_dump(mode="json"),
-                        "occurred_at": envelope.time,
-                    }
-                )
+                rows.append(outbox_row(envelope))
             user.events.clear()
         if rows:
             await self._conn.execute(insert(outbox), rows)

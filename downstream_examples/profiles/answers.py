@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import Event, ProfileCreated, ProfileRejected, UserRegistered, to_envelope
-from producers.outbox import outbox_ddl, outbox_table
+from producers.outbox import outbox_ddl, outbox_row, outbox_table
 
 OUTBOX_SCHEMA = "profiles"
 EVENT_SOURCE = "/userbus/profiles"
@@ -94,19 +94,7 @@ async def _given_answers(conn: AsyncConnection, user_ids: list[UUID]) -> dict[UU
 
 
 async def _write(conn: AsyncConnection, answers: Sequence[Event]) -> None:
-    rows = []
-    for answer in answers:
-        envelope = to_envelope(answer, sequence=1, source=EVENT_SOURCE)
-        rows.append(
-            {
-                "event_id": envelope.id,
-                "subject": answer.user_id,
-                "sequence": envelope.sequence,
-                "type": envelope.type,
-                "payload": envelope.model_dump(mode="json"),
-                "occurred_at": envelope.time,
-            }
-        )
+    rows = [outbox_row(to_envelope(answer, sequence=1, source=EVENT_SOURCE)) for answer in answers]
     # One answer per user: should two consumers answer the same user at once, the unique
     # (subject, sequence) keeps the first.
     await conn.execute(insert(_outbox).values(rows).on_conflict_do_nothing())

@@ -16,6 +16,7 @@ from auth.adapters.secrets import digest, new_secret
 from auth.adapters.sessions import RefreshGrant
 from auth.domain.errors import ConcurrentUpdateError, EmailTakenError, UsernameTakenError
 from auth.domain.model import User
+from auth.domain.password_policy import MAX_PASSWORD_BYTES
 from auth.security.audit import AuditLog
 from auth.security.tokens import TokenService
 from auth.service_layer.context import AuthContext, Lifetimes
@@ -36,7 +37,9 @@ class FakePasswordHasher:
         self.verified: list[tuple[str, str | None]] = []
 
     async def hash(self, password: str) -> str:
-        """The password behind a recognisable prefix."""
+        """The password behind a recognisable prefix; ValueError over 72 bytes, as bcrypt."""
+        if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+            raise ValueError(f"password cannot be longer than {MAX_PASSWORD_BYTES} bytes")
         self.hashed.append(password)
         return FAKE_HASH_PREFIX + password
 
