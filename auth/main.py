@@ -22,7 +22,7 @@ from auth.security.tokens import TokenService, load_previous_public_keys, load_s
 from auth.service_layer.context import AuthContext, Lifetimes
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
-from consumers.mailer import Mailer, mailer_from
+from infra.mail import Mailer, mailer_from
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def create_app(settings: AuthSettings, overrides: Overrides = Overrides()) -> Fa
             or RedisLoginRateLimiter(
                 redis_client, _limits(settings), prefix=f"{settings.redis_key_prefix}:login"
             ),
-            mailer=overrides.mailer or mailer_from(settings),
+            mailer=overrides.mailer or mailer_from(settings, settings.mailbox_path),
             audit=overrides.audit or AuditLog(),
             lifetimes=Lifetimes(
                 refresh_token=timedelta(days=settings.refresh_token_ttl_days),

@@ -18,9 +18,9 @@ from typing import Any
 
 import asyncpg
 
+from infra.settings import asyncpg_dsn
 from producers.broker import EventPublisher, PendingEvent
 from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
-from producers.settings import asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 

@@ -1,22 +1,17 @@
-"""Settings of the profile service, read from USERBUS_* environment variables."""
+"""Settings of the profile service's read API, read from USERBUS_* environment variables."""
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from consumers.settings import sqlalchemy_url
-from events import PROFILE_STREAM
+from infra.settings import SqlAlchemyUrl, UserbusSettings
 
 
-class ProfilesSettings(BaseSettings):
-    """What the profile service is configured by; built once in main and passed down."""
+class ProfilesSettings(UserbusSettings):
+    """What the profile read API is configured by; built once in main and passed down.
 
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+    Its consumer is configured by ConsumerSettings; the relay of its answers by RelaySettings
+    (`userbus relay --outbox profiles`, to USERBUS_PROFILE_STREAM).
+    """
 
-    database_url: str = Field(description="PostgreSQL URL of the profile projection's database")
-    # Where `userbus relay --outbox profiles` publishes the registration saga's answers.
-    profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
-
-    @field_validator("database_url")
-    @classmethod
-    def _normalise_url(cls, value: str) -> str:
-        return sqlalchemy_url(value)
+    database_url: SqlAlchemyUrl = Field(
+        description="PostgreSQL URL of the profile projection's database"
+    )

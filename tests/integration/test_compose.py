@@ -22,8 +22,9 @@ from pydantic_settings import BaseSettings
 from auth.settings import AuthSettings, DatabaseSettings
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.settings import ProfilesSettings
+from infra.settings import UserbusSettings
 from producers.settings import RelaySettings
-from userbus.cli import REGISTRATION_SAGA, LogSettings, app
+from userbus.cli import REGISTRATION_SAGA, app
 from userbus.dev import DevSettings
 from userbus.operations import TopicSettings
 from userbus.projections import PROJECTIONS
@@ -38,7 +39,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ConsumerSettings,
     DevSettings,
     DatabaseSettings,
-    LogSettings,
+    UserbusSettings,
     TopicSettings,
     ProfilesSettings,
 )

@@ -19,8 +19,8 @@ from auth.domain.model import User
 from auth.security.audit import AuditLog
 from auth.security.tokens import TokenService
 from auth.service_layer.context import AuthContext, Lifetimes
-from consumers.mailer import Message
 from events import Event
+from infra.mail import Message
 
 FAKE_HASH_PREFIX = "fake$"
 TOKEN_ISSUER = "userbus-unit"
