@@ -8,17 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from events import PROFILE_STREAM
 from infra.mail import MailSettings
-from infra.settings import SqlAlchemyUrl, UserbusSettings
-
-
-class DatabaseSettings(UserbusSettings):
-    """Where the auth database is: all that `userbus migrate` needs.
-
-    Apart from AuthSettings so that migrating never asks for what only the API needs (in
-    production, a signing key).
-    """
-
-    database_url: SqlAlchemyUrl = Field(description="PostgreSQL URL of the auth database")
+from infra.settings import DatabaseSettings
 
 
 class AuthSettings(MailSettings, DatabaseSettings):

@@ -37,3 +37,14 @@ class UserbusSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
 
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+
+class DatabaseSettings(UserbusSettings):
+    """A process's own PostgreSQL database: all that `userbus migrate` and the profile API need.
+
+    The auth service's, the audit API's and the directory's settings extend it. Migrating
+    builds it alone, so that it never asks for what only the API needs (in production, a
+    signing key).
+    """
+
+    database_url: SqlAlchemyUrl = Field(description="PostgreSQL URL of the service's database")

@@ -16,7 +16,7 @@ from auth.domain.errors import AuthError
 from auth.migrations import upgrade
 from auth.saga.main import run_registration_saga
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
-from auth.settings import AuthSettings, DatabaseSettings
+from auth.settings import AuthSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource, broker_source
@@ -26,7 +26,7 @@ from downstream_examples.notifier.settings import NotifierSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
 from events import json_schemas
 from events.wire import BROKER_LOGGER
-from infra.settings import UserbusSettings
+from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin

@@ -2,15 +2,12 @@
 
 from pydantic import Field
 
-from infra.settings import SqlAlchemyUrl, UserbusSettings
+from infra.settings import DatabaseSettings
 
 
-class DirectorySettings(UserbusSettings):
+class DirectorySettings(DatabaseSettings):
     """What the directory API is configured by; built once in main and passed down."""
 
-    database_url: SqlAlchemyUrl = Field(
-        description="PostgreSQL URL of the directory's own database"
-    )
     jwks_url: str = Field(
         pattern=r"^https?://",
         description="the auth service's key set, e.g. https://auth.example/.well-known/jwks.json",

@@ -19,10 +19,9 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from auth.settings import AuthSettings, DatabaseSettings
+from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
-from downstream_examples.profiles.settings import ProfilesSettings
-from infra.settings import UserbusSettings
+from infra.settings import DatabaseSettings, UserbusSettings
 from producers.settings import RelaySettings
 from userbus.cli import REGISTRATION_SAGA, app
 from userbus.dev import DevSettings
@@ -41,7 +40,6 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     DatabaseSettings,
     UserbusSettings,
     TopicSettings,
-    ProfilesSettings,
 )
 # The settings class each command builds from the environment (see userbus/cli.py).
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {

@@ -8,15 +8,14 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from auth.settings import AuthSettings, DatabaseSettings
+from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
 from downstream_examples.audit.settings import AuditSettings
 from downstream_examples.lazy_directory.settings import DirectorySettings
 from downstream_examples.notifier.main import create_mailer
 from downstream_examples.notifier.settings import NotifierSettings
-from downstream_examples.profiles.settings import ProfilesSettings
 from infra.mail import FileMailbox, SmtpMailer, mailer_from
-from infra.settings import UserbusSettings, asyncpg_dsn, sqlalchemy_url
+from infra.settings import DatabaseSettings, UserbusSettings, asyncpg_dsn, sqlalchemy_url
 from producers.settings import RelaySettings
 from userbus.dev import DevSettings
 from userbus.operations import TopicSettings
@@ -74,7 +73,8 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0",
         "USERBUS_STREAM": "userbus.users",
         "USERBUS_OUTBOX_SCHEMA": "auth",
-        # `relay --outbox profiles` read it from the profile API's settings before.
+        # `relay --outbox profiles` read it from the profile API's settings
+        # (ProfilesSettings: USERBUS_DATABASE_URL and this, now DatabaseSettings and this).
         "USERBUS_PROFILE_STREAM": "userbus.profiles",
         "USERBUS_RELAY_BATCH_SIZE": 1000,
         "USERBUS_RELAY_WORKERS": None,
@@ -99,7 +99,6 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_KAFKA_SESSION_TIMEOUT_MS": 10_000,
     },
     AuditSettings: {**SHARED, "USERBUS_DATABASE_URL": REQUIRED, "USERBUS_DB_POOL_SIZE": 10},
-    ProfilesSettings: {**SHARED, "USERBUS_DATABASE_URL": REQUIRED},
     DirectorySettings: {
         **SHARED,
         "USERBUS_DATABASE_URL": REQUIRED,
@@ -227,12 +226,12 @@ def test_settings_hold_the_form_their_driver_takes(environment: pytest.MonkeyPat
     environment.setenv("USERBUS_EVENT_LOG_URL", "postgresql://u@db/auth")
     environment.setenv("USERBUS_JWKS_URL", REQUIRED_VALUES["USERBUS_JWKS_URL"])
     sqlalchemy = [AuthSettings, DatabaseSettings, ConsumerSettings, AuditSettings]
-    for settings_class in [*sqlalchemy, ProfilesSettings, DirectorySettings]:
+    for settings_class in [*sqlalchemy, DirectorySettings]:
         assert settings_class().database_url == "postgresql+asyncpg://u@db/userbus"
     assert ConsumerSettings().event_log_url == "postgresql+asyncpg://u@db/auth"
     assert RelaySettings().database_url == "postgresql://u@db/userbus"
     environment.setenv("USERBUS_DATABASE_URL", "mysql://u@db/userbus")
-    for settings_class in [*sqlalchemy, RelaySettings, ProfilesSettings, DirectorySettings]:
+    for settings_class in [*sqlalchemy, RelaySettings, DirectorySettings]:
         with pytest.raises(ValidationError, match="postgresql://"):
             settings_class()
 
