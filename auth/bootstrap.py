@@ -24,7 +24,7 @@ from auth.security.tokens import IssuedToken, TokenService, token_service
 from auth.service_layer.context import AccessTokens, AuthContext, Lifetimes
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
-from consumers.mailer import Mailer, mailer_from
+from infra.mail import Mailer, mailer_from
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def build_context(
         hasher=hasher,
         tokens=overrides.tokens or LazyTokenService(settings),
         limiter=overrides.limiter or _login_limiter(settings, resources),
-        mailer=overrides.mailer or mailer_from(settings),
+        mailer=overrides.mailer or mailer_from(settings, settings.mailbox_path),
         audit=overrides.audit or AuditLog(),
         lifetimes=Lifetimes(
             refresh_token=timedelta(days=settings.refresh_token_ttl_days),

@@ -4,34 +4,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
 
 from events import PROFILE_STREAM
+from infra.mail import MailSettings
+from infra.settings import DatabaseSettings
 
 
-def sqlalchemy_url(url: str) -> str:
-    """Normalise a PostgreSQL URL to SQLAlchemy's asyncpg dialect."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    raise ValueError("database_url must be a postgresql:// URL")
-
-
-class DatabaseSettings(BaseSettings):
-    """Where the auth database is: all that `userbus migrate` needs."""
-
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
-
-    database_url: str = Field(description="PostgreSQL URL of the auth database")
-
-    @field_validator("database_url")
-    @classmethod
-    def _normalise_url(cls, value: str) -> str:
-        return sqlalchemy_url(value)
-
-
-class AuthSettings(DatabaseSettings):
+class AuthSettings(MailSettings, DatabaseSettings):
     """Everything the auth service is configured by; built once in main and passed down."""
 
     environment: Literal["development", "test", "production"] = "development"
@@ -59,13 +39,7 @@ class AuthSettings(DatabaseSettings):
     login_limit_per_username: int = Field(default=5, ge=1)
     login_limit_per_address: int = Field(default=50, ge=1)
     login_limit_window_seconds: int = Field(default=900, ge=1)
-    # Mail: SMTP when smtp_host is set, else one file per message in mailbox_dir.
-    mail_from: str = "userbus <no-reply@localhost>"
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = True
+    # Mail (the fields of MailSettings): without an SMTP host, one file per message here.
     mailbox_dir: Path | None = None
     # Where the reset mail points; `{token}` is replaced. Without it the mail holds the token.
     password_reset_url: str | None = None

@@ -4,28 +4,20 @@ import socket
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events import DEFAULT_STREAM
 from infra.brokers import broker_kind
+from infra.settings import SqlAlchemyUrl, UserbusSettings
 
 
-def sqlalchemy_url(url: str) -> str:
-    """Normalise a PostgreSQL URL to SQLAlchemy's asyncpg dialect."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    raise ValueError("a database URL must be a postgresql:// URL")
-
-
-class ConsumerSettings(BaseSettings):
+class ConsumerSettings(UserbusSettings):
     """Everything a consumer is configured by; built once in main and passed down."""
 
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
-
-    database_url: str = Field(description="PostgreSQL URL of the projection's own database")
+    database_url: SqlAlchemyUrl = Field(
+        description="PostgreSQL URL of the projection's own database"
+    )
     # Replay from the event log reads the auth service's outbox; by default the same database.
-    event_log_url: str | None = None
+    event_log_url: SqlAlchemyUrl | None = None
     broker_url: str = "redis://127.0.0.1:6379/0"
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
     # Stable across restarts of one process, so it finds its own unacknowledged entries.
@@ -61,11 +53,6 @@ class ConsumerSettings(BaseSettings):
     def _known_broker(cls, value: str) -> str:
         broker_kind(value)
         return value
-
-    @field_validator("database_url", "event_log_url")
-    @classmethod
-    def _normalise_url(cls, value: str | None) -> str | None:
-        return None if value is None else sqlalchemy_url(value)
 
     @property
     def event_log_database_url(self) -> str:

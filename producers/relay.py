@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 
 from infra.publishing import EventPublisher, PendingEvent
+from infra.settings import asyncpg_dsn
 from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
-from producers.settings import asyncpg_dsn
 
 logger = logging.getLogger(__name__)
 

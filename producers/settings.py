@@ -1,27 +1,17 @@
 """Settings of the outbox relay, read from USERBUS_* environment variables."""
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from events import DEFAULT_STREAM
+from events import DEFAULT_STREAM, PROFILE_STREAM
 from infra.brokers import broker_kind
+from infra.settings import AsyncpgDsn, UserbusSettings
 from producers.outbox import DEFAULT_SCHEMA, SCHEMA_PATTERN
 
 
-def asyncpg_dsn(url: str) -> str:
-    """A PostgreSQL URL in the form asyncpg accepts (no SQLAlchemy dialect suffix)."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url.removeprefix(prefix)
-    raise ValueError("database_url must be a postgresql:// URL")
-
-
-class RelaySettings(BaseSettings):
+class RelaySettings(UserbusSettings):
     """Everything the relay is configured by; built once in main and passed down."""
 
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
-
-    database_url: str = Field(description="PostgreSQL URL of the auth database (its outbox)")
+    database_url: AsyncpgDsn = Field(description="PostgreSQL URL of the auth database (its outbox)")
     broker_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="redis://... or kafka://host:port,..."
     )
@@ -29,6 +19,8 @@ class RelaySettings(BaseSettings):
     # The schema of the outbox to relay: the auth service's, or another service's made with
     # producers.outbox (the profile service's answers: `userbus relay --outbox profiles`).
     outbox_schema: str = Field(default=DEFAULT_SCHEMA, pattern=SCHEMA_PATTERN)
+    # Where the profile service's outbox goes (`--outbox profiles` relays it there).
+    profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
     relay_batch_size: int = Field(default=1000, ge=1, le=10_000)
     # Batches in flight at once per relay process, each on its own database connection. By
     # default one on Redis (its script call is fast, so overlap buys less than the extra
@@ -55,11 +47,6 @@ class RelaySettings(BaseSettings):
     # in-memory Tansu the tests use) need it off; order per partition holds either way,
     # because aiokafka keeps one batch per partition in flight.
     kafka_idempotent_producer: bool = True
-
-    @field_validator("database_url")
-    @classmethod
-    def _normalise_url(cls, value: str) -> str:
-        return asyncpg_dsn(value)
 
     @field_validator("broker_url")
     @classmethod

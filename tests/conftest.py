@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auth.migrations import upgrade
 from auth.security.tokens import generate_private_key_pem
-from auth.settings import AuthSettings, sqlalchemy_url
+from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
+from infra.settings import sqlalchemy_url
 from producers.settings import RelaySettings
 
 ADMIN_URL = os.environ.get(

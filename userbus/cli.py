@@ -9,22 +9,24 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.domain.errors import AuthError
 from auth.migrations import upgrade
 from auth.saga.main import run_registration_saga
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
-from auth.settings import AuthSettings, DatabaseSettings
+from auth.settings import AuthSettings
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from consumers.sources import EventSource, OutboxLogSource
+from downstream_examples.notifier.main import run_notifier
+from downstream_examples.notifier.projection import NotifierProjection
+from downstream_examples.notifier.settings import NotifierSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
-from downstream_examples.profiles.settings import ProfilesSettings
 from events import json_schemas
 from infra.brokers import broker_for
+from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
@@ -134,8 +136,7 @@ def relay(
     """Publish committed outbox events to the broker."""
     settings = RelaySettings()
     if outbox is Outbox.profiles:
-        stream = ProfilesSettings().profile_stream
-        settings = RelaySettings(outbox_schema=outbox.value, stream=stream)
+        settings = RelaySettings(outbox_schema=outbox.value, stream=settings.profile_stream)
     run_until_signal(lambda stop: run_relay(settings, stop))
 
 
@@ -146,6 +147,11 @@ def consume(name: ConsumerName) -> None:
     if name == REGISTRATION_SAGA:
         auth = AuthSettings()
         run_until_signal(lambda stop: run_registration_saga(auth, settings, stop))
+        return
+    if name == NotifierProjection.name:
+        # The notifier's projection only queues mails: its sender runs beside it.
+        notifier = NotifierSettings()
+        run_until_signal(lambda stop: run_notifier(settings, notifier, stop))
         return
     run_until_signal(lambda stop: run_consumer(settings, name, stop))
 
@@ -214,18 +220,10 @@ def events_schema() -> None:
     typer.echo(json.dumps(json_schemas(), indent=2))
 
 
-class LogSettings(BaseSettings):
-    """How much every `userbus` process logs."""
-
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
-
-    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
-
-
 def main() -> None:
     """Entry point of the `userbus` console script."""
     logging.basicConfig(
-        level=LogSettings().log_level.upper(),
+        level=UserbusSettings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # The embedded servers' wrappers log whole initdb transcripts at INFO: they drown what

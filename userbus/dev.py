@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth.migrations import upgrade
 from auth.saga.main import run_registration_saga
@@ -13,6 +12,7 @@ from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
 from infra.brokers import broker_kind
+from infra.settings import UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.embedded import EmbeddedPostgres, EmbeddedValkey
@@ -21,10 +21,8 @@ from userbus.run import run_api, run_consumer
 logger = logging.getLogger(__name__)
 
 
-class DevSettings(BaseSettings):
+class DevSettings(UserbusSettings):
     """What `userbus dev` needs to know; a missing URL means an embedded server."""
-
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
 
     database_url: str | None = None
     broker_url: str | None = None

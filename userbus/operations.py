@@ -6,7 +6,6 @@ from typing import Annotated
 import asyncpg
 import typer
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth.saga.answers import NAME as REGISTRATIONS
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as ANSWERS_SCHEMA
@@ -14,6 +13,7 @@ from events import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
 from infra.brokers import broker_for
 from infra.kafka.urls import kafka_servers
 from infra.publishing import TopicLayout
+from infra.settings import UserbusSettings
 from infra.status import StreamStatus
 from producers.outbox import DEFAULT_SCHEMA
 from producers.relay import relay_backlog
@@ -23,10 +23,12 @@ kafka_app = typer.Typer(help="The Kafka topic.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: messages consumers gave up on.", no_args_is_help=True)
 
 
-class TopicSettings(BaseSettings):
-    """Where the events are (a stream or topic), and how a Kafka topic is laid out."""
+class TopicSettings(UserbusSettings):
+    """Where the events are (a stream or topic), and how a Kafka topic is laid out.
 
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+    What the operator commands (`status`, `dlq`, `kafka init`) read: unlike the relay's and
+    the consumers' settings, no database URL is needed and the broker URL has no default.
+    """
 
     broker_url: str
     stream: str = DEFAULT_STREAM

@@ -12,7 +12,6 @@ from auth.main import create_app
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.settings import ConsumerSettings
-from downstream_examples.notifier.main import run_notifier
 from downstream_examples.notifier.projection import NotifierProjection
 from userbus.projections import projection_named
 
@@ -42,11 +41,10 @@ async def run_api(settings: AuthSettings, stop: asyncio.Event, *, host: str, por
 
 
 async def run_consumer(settings: ConsumerSettings, name: str, stop: asyncio.Event) -> None:
-    """Run the named projection's consumer until `stop` is set."""
+    """Run the named projection's consumer until `stop` is set (the notifier: run_notifier)."""
     if name == NotifierProjection.name:
         # The notifier's projection only queues mails: its sender must run beside it.
-        await run_notifier(settings, stop)
-        return
+        raise ValueError("the notifier runs with its sender and NotifierSettings: run_notifier")
     consumer = create_consumer_app(settings, projection_named(name))
     await consumer.start()
     try:

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.adapters.orm import SCHEMA
-from auth.settings import sqlalchemy_url
+from infra.settings import sqlalchemy_url
 
 # Any constant works; it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK = 0x75736572

@@ -15,7 +15,7 @@ from auth.domain.passwords import PasswordHasher
 from auth.security.audit import AuditLog
 from auth.security.tokens import IssuedToken
 from auth.service_layer.unit_of_work import UnitOfWork
-from consumers.mailer import Mailer
+from infra.mail import Mailer
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 

@@ -7,7 +7,7 @@ from auth.domain.model import Principal, User
 from auth.domain.password_policy import check_new_password
 from auth.service_layer.authentication import check_credentials
 from auth.service_layer.context import AuthContext, now
-from consumers.mailer import Message
+from infra.mail import Message
 
 
 async def change_password(

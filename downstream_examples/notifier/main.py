@@ -7,11 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.app import create_consumer_app
 from consumers.consumer import ProjectionConsumer
-from consumers.mailer import Mailer, mailer_from
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.notifier.sender import NotificationSender
 from downstream_examples.notifier.settings import NotifierSettings
+from infra.mail import Mailer, mailer_from
 
 
 class Notifier:
@@ -36,19 +36,18 @@ class Notifier:
 
 
 def create_mailer(settings: NotifierSettings) -> Mailer:
-    """SMTP when a host is configured, else the file mailbox."""
-    return mailer_from(settings)
+    """SMTP when a host is configured, else the notifier's file mailbox."""
+    return mailer_from(settings, settings.mailbox_path)
 
 
 def create_notifier(
     settings: ConsumerSettings,
     mailer: Mailer,
-    notifier_settings: NotifierSettings | None = None,
+    options: NotifierSettings,
     *,
     engine: AsyncEngine | None = None,
 ) -> Notifier:
     """The notifier on `settings`' stream and database, sending through `mailer`."""
-    options = notifier_settings or NotifierSettings()
     engine = engine or create_async_engine(settings.database_url)
     max_age = options.notifier_max_event_age_hours
     projection = NotifierProjection(
@@ -68,10 +67,7 @@ def create_notifier(
 
 
 async def run_notifier(
-    settings: ConsumerSettings,
-    stop: asyncio.Event,
-    notifier_settings: NotifierSettings | None = None,
+    settings: ConsumerSettings, options: NotifierSettings, stop: asyncio.Event
 ) -> None:
-    """Run the notifier, with the mailer its settings describe, until `stop` is set."""
-    options = notifier_settings or NotifierSettings()
+    """Run the notifier, with the mailer `options` describe, until `stop` is set."""
     await create_notifier(settings, create_mailer(options), options).run(stop)

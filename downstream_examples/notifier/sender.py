@@ -6,7 +6,7 @@ mail twice, and a failure costs at most the mail in hand.
 
 Delivery to the mail server is at least once: a crash, or a lost database connection,
 after the server accepted a mail and before the commit leaves the row pending, and that one
-mail is sent again. The duplicate cannot be marked as such: `consumers.mailer.Message` has no
+mail is sent again. The duplicate cannot be marked as such: `infra.mail.Message` has no
 headers, so the Message-ID is generated per send and cannot carry the event id. Per event,
 the outgoing table holds exactly one mail.
 """
@@ -22,8 +22,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from consumers.mailer import MailDeliveryError, Mailer, Message
 from downstream_examples.notifier.tables import outgoing
+from infra.mail import MailDeliveryError, Mailer, Message
 
 logger = logging.getLogger(__name__)
 

@@ -2,28 +2,22 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from infra.mail import MailSettings
+from infra.settings import UserbusSettings
 
 
-class NotifierSettings(BaseSettings):
+class NotifierSettings(MailSettings, UserbusSettings):
     """How the notifier sends; where it reads events from is its ConsumerSettings.
 
-    The mail fields have the auth service's names (USERBUS_SMTP_HOST, USERBUS_MAIL_FROM, ...),
-    so one deployment configures one mail server. The file mailbox has a name of its own, so
+    The mail fields are the auth service's (MailSettings: USERBUS_SMTP_HOST, USERBUS_MAIL_FROM,
+    ...), so one deployment configures one mail server. The file mailbox has a name of its own, so
     that welcome mails never land among the auth service's reset mails.
     """
 
-    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
-
     data_dir: Path = Path(".userbus")
-    # Mail: SMTP when smtp_host is set, else one file per message in the notifier's mailbox.
-    mail_from: str = "userbus <no-reply@localhost>"
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = True
+    # Mail (the fields of MailSettings): without an SMTP host, one file per message here.
     notifier_mailbox_dir: Path | None = None
     # The sender: concurrent deliveries, how often it looks for new mail, and its retries.
     notifier_workers: int = Field(default=2, ge=1, le=64)

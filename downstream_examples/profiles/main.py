@@ -11,7 +11,7 @@ from consumers.consumer import ProjectionConsumer
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.api import install_error_handlers, router
 from downstream_examples.profiles.projection import ProfileProjection
-from downstream_examples.profiles.settings import ProfilesSettings
+from infra.settings import DatabaseSettings
 
 
 def create_profile_consumer(settings: ConsumerSettings) -> ProjectionConsumer:
@@ -20,7 +20,7 @@ def create_profile_consumer(settings: ConsumerSettings) -> ProjectionConsumer:
 
 
 def create_profiles_app(
-    settings: ProfilesSettings, *, engine: AsyncEngine | None = None
+    settings: DatabaseSettings, *, engine: AsyncEngine | None = None
 ) -> FastAPI:
     """The read API; its engine opens in the lifespan (a given `engine` stays the caller's)."""
 
@@ -49,4 +49,4 @@ def profiles_app_from_env() -> FastAPI:
 
     For `uvicorn --factory downstream_examples.profiles.main:profiles_app_from_env`.
     """
-    return create_profiles_app(ProfilesSettings())
+    return create_profiles_app(DatabaseSettings())

@@ -13,7 +13,7 @@ from auth.adapters.orm import outbox
 from auth.domain.model import Role, User
 from auth.service_layer.context import UnitOfWorkFactory
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork
-from auth.settings import sqlalchemy_url
+from infra.settings import sqlalchemy_url
 from tests.conftest import unique_username
 from tests.unit.fakes import FakeUnitOfWorkFactory
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth.settings import AuthSettings
 from consumers.applier import ProjectionApplier
 from consumers.replay import replay
-from consumers.settings import ConsumerSettings, sqlalchemy_url
+from consumers.settings import ConsumerSettings
 from consumers.sources import OutboxLogSource
 from downstream_examples.audit.main import create_audit_app, create_audit_consumer
 from downstream_examples.audit.projection import AuditProjection
@@ -39,6 +39,7 @@ from events import (
     event_from_envelope,
     to_envelope,
 )
+from infra.settings import sqlalchemy_url
 from producers.main import create_relay
 from producers.settings import RelaySettings
 from tests.conftest import unique_username

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.settings import AuthSettings
 from consumers.applier import BatchOutcome, ProjectionApplier
-from consumers.mailer import FileMailbox, MailDeliveryError, Mailer, Message, SmtpMailer
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.main import create_mailer, create_notifier
@@ -31,6 +30,7 @@ from events import (
     UserUpdated,
     to_envelope,
 )
+from infra.mail import FileMailbox, MailDeliveryError, Mailer, Message, SmtpMailer
 from producers.main import create_relay
 from producers.settings import RelaySettings
 from tests.conftest import unique_username

@@ -19,8 +19,8 @@ from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.main import create_profiles_app
 from downstream_examples.profiles.projection import ProfileProjection
-from downstream_examples.profiles.settings import ProfilesSettings
 from events import Envelope, UserRegistered, UserUpdated, event_from_envelope, to_envelope
+from infra.settings import DatabaseSettings
 from producers.main import create_relay
 from producers.settings import RelaySettings
 from tests.conftest import unique_username
@@ -211,7 +211,7 @@ async def test_an_older_profile_table_gets_the_new_columns_and_keeps_its_rows(
 @asynccontextmanager
 async def profiles_client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the profile read API (lifespan included) on `engine`'s database."""
-    settings = ProfilesSettings(database_url=engine.url.render_as_string(hide_password=False))
+    settings = DatabaseSettings(database_url=engine.url.render_as_string(hide_password=False))
     app = create_profiles_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

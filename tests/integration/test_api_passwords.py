@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from auth.bootstrap import Overrides
 from auth.main import create_app
 from auth.settings import AuthSettings
-from consumers.mailer import FileMailbox, Message
+from infra.mail import FileMailbox, Message
 from tests.conftest import unique_username
 from tests.integration.helpers import api_client, bearer, eventually, login_pair, register
 

@@ -19,11 +19,11 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from auth.settings import AuthSettings, DatabaseSettings
+from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
-from downstream_examples.profiles.settings import ProfilesSettings
+from infra.settings import DatabaseSettings, UserbusSettings
 from producers.settings import RelaySettings
-from userbus.cli import REGISTRATION_SAGA, LogSettings, app
+from userbus.cli import REGISTRATION_SAGA, app
 from userbus.dev import DevSettings
 from userbus.operations import TopicSettings
 from userbus.projections import PROJECTIONS
@@ -38,9 +38,8 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ConsumerSettings,
     DevSettings,
     DatabaseSettings,
-    LogSettings,
+    UserbusSettings,
     TopicSettings,
-    ProfilesSettings,
 )
 # The settings class each command builds from the environment (see userbus/cli.py).
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {

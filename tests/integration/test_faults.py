@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from auth.domain.model import User
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork
-from auth.settings import sqlalchemy_url
 from consumers.app import create_consumer_app
 from consumers.replay import replay
 from consumers.settings import ConsumerSettings
@@ -31,6 +30,7 @@ from downstream_examples.profiles.projection import ProfileProjection
 from events import Envelope, Event, UserDeleted, UserRegistered, UserUpdated, to_envelope
 from infra.brokers import broker_for
 from infra.dead_letters import DeadLetter
+from infra.settings import sqlalchemy_url
 from producers.main import create_relay
 from producers.relay import relay_backlog
 from producers.settings import RelaySettings

@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from consumers.mailer import FileMailbox, MailDeliveryError, Message, SmtpMailer
+from infra.mail import FileMailbox, MailDeliveryError, Message, SmtpMailer
 
 pytestmark = [
     pytest.mark.integration,
@@ -316,13 +316,13 @@ def test_username_without_password_is_refused() -> None:
 async def test_mailers_never_log_the_body(
     mail_dir: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="consumers.mailer")
+    caplog.set_level(logging.DEBUG, logger="infra.mail")
     message = reset_message()
 
     await FileMailbox(mail_dir, SENDER).send(message)
     await SmtpMailer("127.0.0.1", smtp_server.port, SENDER, timeout=5).send(message)
 
-    ours = [r.getMessage() for r in caplog.records if r.name == "consumers.mailer"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "infra.mail"]
     assert len(ours) == 2
     assert all(message.to in line for line in ours)
     token = message.body.split("token=")[1].split()[0]

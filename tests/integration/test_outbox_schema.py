@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.migrations import alembic_config, upgrade
-from auth.settings import sqlalchemy_url
+from infra.settings import sqlalchemy_url
 from producers.outbox import notify_channel, outbox_ddl, outbox_tables
 from tests.conftest import ADMIN_BASE, ADMIN_URL
 

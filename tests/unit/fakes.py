@@ -20,8 +20,8 @@ from auth.domain.password_policy import MAX_PASSWORD_BYTES
 from auth.security.audit import AuditLog
 from auth.security.tokens import TokenService
 from auth.service_layer.context import AuthContext, Lifetimes
-from consumers.mailer import Message
 from events import Event
+from infra.mail import Message
 
 FAKE_HASH_PREFIX = "fake$"
 TOKEN_ISSUER = "userbus-unit"

@@ -5,7 +5,7 @@ from uuid import UUID
 
 from auth.adapters.secrets import digest
 from auth.domain.model import Principal, Role, Status, User
-from consumers.mailer import Message
+from infra.mail import Message
 from tests.unit.fakes import FAKE_HASH_PREFIX, FakeUnitOfWorkFactory
 
 PASSWORD = "correct horse battery"

@@ -13,7 +13,7 @@ from auth.adapters.sessions import SessionRepository
 from auth.domain.passwords import PasswordHasher
 from auth.service_layer.context import AuthContext, UnitOfWorkFactory
 from auth.service_layer.unit_of_work import UnitOfWork
-from consumers.mailer import Mailer, Message
+from infra.mail import Mailer, Message
 from tests.unit.fakes import (
     CapturedAudit,
     FakeAuthTables,

@@ -1,4 +1,4 @@
-"""Outgoing mail: the Mailer protocol, a directory mailbox for development and an SMTP sender.
+"""Outgoing mail: the Mailer protocol, a directory mailbox, an SMTP sender and their settings.
 
 Bodies carry single-use secrets (password-reset tokens), so nothing here logs a body or puts
 one into an exception; a recipient and a subject may be named.
@@ -20,7 +20,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 logger = logging.getLogger(__name__)
 
@@ -166,34 +166,31 @@ class SmtpMailer:
             smtp.send_message(email)
 
 
-class MailConfig(Protocol):
-    """The mail settings a service has (the auth service's and the notifier's both fit)."""
+class MailSettings(BaseModel):
+    """The mail fields of a service's settings (USERBUS_SMTP_HOST, USERBUS_MAIL_FROM, ...).
 
-    @property
-    def smtp_host(self) -> str | None: ...
-    @property
-    def smtp_port(self) -> int: ...
-    @property
-    def mail_from(self) -> str: ...
-    @property
-    def smtp_username(self) -> str | None: ...
-    @property
-    def smtp_password(self) -> SecretStr | None: ...
-    @property
-    def smtp_starttls(self) -> bool: ...
-    @property
-    def mailbox_path(self) -> Path: ...
+    Mixed into the auth service's and the notifier's settings, so that one deployment
+    configures one mail server; each keeps a file mailbox of its own.
+    """
+
+    # SMTP when smtp_host is set, else one file per message in the service's mailbox.
+    mail_from: str = "userbus <no-reply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
 
 
-def mailer_from(config: MailConfig) -> Mailer:
-    """SMTP when a host is configured, else the file mailbox (development, tests)."""
-    if config.smtp_host is None:
-        return FileMailbox(config.mailbox_path, config.mail_from)
+def mailer_from(settings: MailSettings, mailbox: Path) -> Mailer:
+    """SMTP when a host is configured, else the file mailbox in `mailbox` (development, tests)."""
+    if settings.smtp_host is None:
+        return FileMailbox(mailbox, settings.mail_from)
     return SmtpMailer(
-        config.smtp_host,
-        config.smtp_port,
-        config.mail_from,
-        username=config.smtp_username,
-        password=config.smtp_password.get_secret_value() if config.smtp_password else None,
-        starttls=config.smtp_starttls,
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.mail_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        starttls=settings.smtp_starttls,
     )

@@ -1,0 +1,50 @@
+"""What every userbus settings class shares, and the one PostgreSQL URL normaliser."""
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The forms of a PostgreSQL URL people write; SQLAlchemy's asyncpg dialect is the first.
+_SQLALCHEMY_PREFIX = "postgresql+asyncpg://"
+_POSTGRES_PREFIXES = (_SQLALCHEMY_PREFIX, "postgresql://", "postgres://")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Normalise a PostgreSQL URL to SQLAlchemy's asyncpg dialect."""
+    for prefix in _POSTGRES_PREFIXES:
+        if url.startswith(prefix):
+            return _SQLALCHEMY_PREFIX + url.removeprefix(prefix)
+    raise ValueError("a database URL must be a postgresql:// URL")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A PostgreSQL URL in the form asyncpg accepts (no SQLAlchemy dialect suffix)."""
+    return "postgresql://" + sqlalchemy_url(url).removeprefix(_SQLALCHEMY_PREFIX)
+
+
+# Settings fields holding a PostgreSQL URL, checked and normalised as they are read.
+SqlAlchemyUrl = Annotated[str, AfterValidator(sqlalchemy_url)]
+AsyncpgDsn = Annotated[str, AfterValidator(asyncpg_dsn)]
+
+
+class UserbusSettings(BaseSettings):
+    """The base of every process's settings: USERBUS_* variables or a .env file.
+
+    Built alone, it is what every `userbus` process reads before knowing its command.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
+
+    log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+
+class DatabaseSettings(UserbusSettings):
+    """A process's own PostgreSQL database: all that `userbus migrate` and the profile API need.
+
+    The auth service's, the audit API's and the directory's settings extend it. Migrating
+    builds it alone, so that it never asks for what only the API needs (in production, a
+    signing key).
+    """
+
+    database_url: SqlAlchemyUrl = Field(description="PostgreSQL URL of the service's database")
