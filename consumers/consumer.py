@@ -21,7 +21,8 @@ from infra.reading import GroupReader, ReaderOptions
 logger = logging.getLogger(__name__)
 
 
-# Events decoded between two looks at the event loop (about 1 ms of work).
+# Events decoded between two looks at the event loop: small enough that a database reply
+# waiting meanwhile is answered soon.
 _DECODE_SLICE = 100
 
 

@@ -35,15 +35,15 @@ class ConsumerSettings(UserbusSettings):
     consumer_start: Literal["beginning", "end"] = "beginning"
     # Allocations between two young-generation garbage collections (Python's default: 700).
     # Decoding creates some twenty objects per event, so the default collects every few
-    # dozen events; 10,000 made the profile consumer 35-50 % faster here. 0 leaves the
+    # dozen events (bench/README.md: what the higher threshold gained). 0 leaves the
     # interpreter's setting alone (a consumer embedded in a process that tunes its own).
     consumer_gc_threshold: int = Field(default=10_000, ge=0)
     # Kafka only: the topic is created with these if the consumer starts before the relay.
     kafka_partitions: int = Field(default=6, ge=1, le=10_000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
     # Kafka only: how much of each partition one fetch may bring. aiokafka fetches a
-    # partition again only once its records are used up; at its default (1 MiB) the consumer
-    # waited on those fetches for up to a fifth of a backlog's time here.
+    # partition again only once its records are used up; at aiokafka's default the consumer
+    # spent a good part of a backlog waiting on those fetches (bench/README.md).
     kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     # How long a silent group member keeps its partitions before they move to another.
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)

@@ -25,9 +25,8 @@ class RelaySettings(UserbusSettings):
     # Batches in flight at once per relay process, each on its own database connection. By
     # default one on Redis (its script call is fast, so overlap buys less than the extra
     # per-user checks cost) and two on Kafka, whose acks take longer: a second worker locks
-    # and prepares the next batch meanwhile. On loopback, since the Kafka relay fills its
-    # batches itself, one and two workers measure the same (bench/kafka_relay.py): the
-    # overlap is paid for by the per-user check, which then runs on most batches.
+    # and prepares the next batch meanwhile. On loopback the overlap is paid for by the
+    # per-user check, which then runs on most batches (bench/README.md has the figures).
     relay_workers: int | None = Field(default=None, ge=1, le=16)
 
     @property
