@@ -33,6 +33,7 @@ from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, projection_named
 from userbus.run import run_api, run_consumer, run_until_signal
+from userbus.services import services_app
 
 app = typer.Typer(
     help="userbus: users, passwords and their lifecycle events.", no_args_is_help=True
@@ -43,6 +44,7 @@ users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help
 app.add_typer(users_app, name="users")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(services_app, name="service")
 app.command()(status)
 
 
