@@ -66,7 +66,7 @@ async def login(body: LoginRequest, services: ServicesDep, address: ClientAddres
     "/token",
     response_model=TokenOut | ServiceTokenOut,
     responses={401: {"description": "bad credentials"}},
-    openapi_extra={"security": [{"ClientBasic": []}, {}]},
+    openapi_extra={"security": [{}]},  # appended to the generated one: Basic is optional
 )
 async def token(
     form: Annotated[TokenForm, Form()],
