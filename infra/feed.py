@@ -27,6 +27,10 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 # A token is renewed once this share of its lifetime has passed (clocks and requests in flight
 # need the rest).
 RENEW_AFTER = 0.8
+NDJSON = "application/x-ndjson"
+# How auth/api/routes/events.py writes each NDJSON line.
+_ENTRY_START = '{"position":'
+_EVENT_KEY = ',"event":'
 # The clock of token lifetimes (a test moves it).
 _clock = time.monotonic
 
@@ -96,21 +100,24 @@ class HttpFeedLog:
         await self.close()
 
     async def page(self, after: int, limit: int) -> LogPage:
-        """Events with position > `after`, at most `limit` (the feed caps it at 1000)."""
-        body = await self._get(self._feed_url, {"after": after, "limit": limit})
+        """Events with position > `after`, at most `limit` (the feed caps it at 1000).
+
+        The page comes as NDJSON, so each event's text is cut from its line, not parsed
+        (LogPage.envelopes() validates it).
+        """
+        params = {"after": after, "limit": limit}
+        response = await self._get(self._feed_url, params, accept=NDJSON)
+        if not response.headers.get("content-type", "").startswith(NDJSON):
+            raise FeedError(f"the feed answered {response.headers.get('content-type')}, not NDJSON")
         try:
-            rows = [
-                (int(entry["position"]), json.dumps(entry["event"], separators=(",", ":")))
-                for entry in body["entries"]
-            ]
-            return LogPage(rows, int(body["next"]), caught_up=bool(body["caught_up"]))
+            return _ndjson_page(response.text)
         except (KeyError, TypeError, ValueError) as exc:
             raise FeedError(f"the feed's page is malformed: {exc!r}") from exc
 
     async def events_of(self, user_id: UUID, after_sequence: int = 0) -> list[Envelope]:
         """One user's committed events with sequence > `after_sequence`, in sequence order."""
         url = f"{self._feed_url}/users/{user_id}"
-        body = await self._get(url, {"after_sequence": after_sequence})
+        body = _json_of(await self._get(url, {"after_sequence": after_sequence}))
         try:
             return [envelope_from_json(json.dumps(event)) for event in body["events"]]
         except (KeyError, TypeError) as exc:
@@ -118,7 +125,7 @@ class HttpFeedLog:
 
     async def head(self) -> int:
         """A position every event committed now is at or below."""
-        body = await self._get(f"{self._feed_url}/head", {})
+        body = _json_of(await self._get(f"{self._feed_url}/head", {}))
         try:
             return int(body["head"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -128,16 +135,20 @@ class HttpFeedLog:
         """Close the HTTP connections."""
         await self._client.aclose()
 
-    async def _get(self, url: str, params: dict[str, Any]) -> Any:
+    async def _get(
+        self, url: str, params: dict[str, Any], *, accept: str = "application/json"
+    ) -> httpx.Response:
+        """A GET with the bearer token; the response if it is a 200, else the FeedError."""
         if _clock() >= self._renew_at:
             await self._renew()
-        response = await self._send("GET", url, params=params, headers=self._bearer())
+        response = await self._send("GET", url, params=params, headers=self._headers(accept))
         if response.status_code == 401 and self._credentials is not None:
             # Refused before its time (a restarted service with a new key, a skewed clock):
             # one new token, one more try.
             await self._renew()
-            response = await self._send("GET", url, params=params, headers=self._bearer())
-        return _json_of(response)
+            response = await self._send("GET", url, params=params, headers=self._headers(accept))
+        _check(response)
+        return response
 
     async def _renew(self) -> None:
         assert self._credentials is not None
@@ -155,8 +166,8 @@ class HttpFeedLog:
         except (KeyError, TypeError, ValueError) as exc:
             raise FeedError(f"the token endpoint's answer is malformed: {exc!r}") from exc
 
-    def _bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"}
+    def _headers(self, accept: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}", "Accept": accept}
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -165,19 +176,38 @@ class HttpFeedLog:
             raise FeedUnavailableError(f"{method} {url}: {exc!r}") from exc
 
 
-def _json_of(response: httpx.Response) -> Any:
-    """The body of a successful answer; the matching FeedError otherwise."""
+def _check(response: httpx.Response) -> None:
+    """Nothing for a 200; the matching FeedError for any other answer."""
+    if response.status_code == 200:
+        return
     where = f"{response.request.method} {response.request.url.copy_with(query=None)}"
     if response.status_code in (401, 403):
         raise FeedAuthError(f"{where}: {response.status_code} {_detail(response)}")
     if response.status_code >= 500:
         raise FeedUnavailableError(f"{where}: {response.status_code}")
-    if response.status_code != 200:
-        raise FeedError(f"{where}: {response.status_code} {_detail(response)}")
+    raise FeedError(f"{where}: {response.status_code} {_detail(response)}")
+
+
+def _json_of(response: httpx.Response) -> Any:
+    """The JSON body of a successful answer."""
+    _check(response)
     try:
         return response.json()
     except ValueError as exc:
-        raise FeedError(f"{where}: the answer is not JSON") from exc
+        raise FeedError(f"{response.request.url}: the answer is not JSON") from exc
+
+
+def _ndjson_page(text: str) -> LogPage:
+    """A page from its NDJSON lines: `{"position":N,"event":...}` each, then the tail."""
+    *lines, tail = text.rstrip("\n").split("\n")
+    rows = []
+    for line in lines:
+        if not (line.startswith(_ENTRY_START) and line.endswith("}")):
+            raise ValueError(f"not a feed entry: {line[:80]!r}")
+        cut = line.index(_EVENT_KEY, len(_ENTRY_START))
+        rows.append((int(line[len(_ENTRY_START) : cut]), line[cut + len(_EVENT_KEY) : -1]))
+    end = json.loads(tail)
+    return LogPage(rows, int(end["next"]), caught_up=bool(end["caught_up"]))
 
 
 def _detail(response: httpx.Response) -> str:

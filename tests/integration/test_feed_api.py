@@ -249,3 +249,29 @@ async def test_one_users_events_after_a_sequence(client: httpx.AsyncClient, toke
     assert nobody.json() == {"events": []}
     bad = await client.get("/events/users/not-a-uuid", headers=bearer(token))
     assert bad.status_code == 422
+
+
+async def test_ndjson_pages_hold_the_same_entries_one_per_line(
+    client: httpx.AsyncClient, token: str
+) -> None:
+    name = unique_username()
+    await register(client, name)
+    own = bearer(await login(client, name))
+    # A newline inside an event stays escaped in its JSON: one line per entry still.
+    await client.put(f"/users/{name}", json={"display_name": "two\nlines"}, headers=own)
+    as_json = await client.get("/events?limit=1", headers=bearer(token))
+    as_lines = await client.get(
+        "/events?limit=1", headers={**bearer(token), "Accept": "application/x-ndjson"}
+    )
+    assert as_lines.headers["content-type"] == "application/x-ndjson"
+    assert as_lines.headers["link"] == as_json.headers["link"]
+    *entries, tail = [json.loads(line) for line in as_lines.text.splitlines()]
+    assert entries == as_json.json()["entries"]
+    assert tail == {"next": as_json.json()["next"], "caught_up": False}
+    rest = await client.get(
+        f"/events?after={tail['next']}", headers={**bearer(token), "Accept": "application/x-ndjson"}
+    )
+    lines = rest.text.splitlines()
+    assert len(lines) == 2
+    assert json.loads(lines[0])["event"]["data"]["display_name"] == "two\nlines"
+    assert json.loads(lines[1])["caught_up"] is True

@@ -4,6 +4,10 @@ A page is JSON: `{"entries": [{"position": N, "event": {...}}], "next": N, "caug
 Not `application/cloudevents-batch+json`: a CloudEvents batch is a bare JSON array, which
 has no room for the position a reader resumes from. Each `event` is the envelope's JSON as
 the outbox holds it, already a CloudEvent in structured mode, served without re-encoding.
+
+With `Accept: application/x-ndjson` the same page comes as one line per entry, and a last
+line `{"next": N, "caught_up": b}`. A client can then take each event's text without parsing
+the page (infra/feed.py does): no event's JSON holds a raw newline.
 """
 
 from typing import Annotated, Any
@@ -29,6 +33,16 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
     401: {"description": "no token, a bad token, or a revoked service client"},
     403: {"description": "a user's token (even an admin's), or a token without events:read"},
 }
+NDJSON = "application/x-ndjson"
+_PAGE_CONTENT = {
+    NDJSON: {
+        "schema": {
+            "type": "string",
+            "description": 'lines `{"position": N, "event": {...}}`, then `{"next": N, '
+            '"caught_up": b}`',
+        }
+    }
+}
 _LINK = {
     "Link": {"description": '`<url of the next page>; rel="next"`', "schema": {"type": "string"}}
 }
@@ -37,7 +51,7 @@ _LINK = {
 @router.get(
     "",
     response_model=FeedPage,
-    responses={200: {"headers": _LINK}, **_REFUSED},
+    responses={200: {"headers": _LINK, "content": _PAGE_CONTENT}, **_REFUSED},
 )
 async def feed(
     request: Request,
@@ -55,9 +69,10 @@ async def feed(
         services.event_log, services.wakeups, after=after, limit=limit, wait=wait
     )
     link = request.url.include_query_params(after=page.next)
-    return Response(
-        _page_json(page), media_type="application/json", headers={"Link": f'<{link}>; rel="next"'}
-    )
+    headers = {"Link": f'<{link}>; rel="next"', "Vary": "Accept"}
+    if NDJSON in request.headers.get("accept", ""):
+        return Response(_page_ndjson(page), media_type=NDJSON, headers=headers)
+    return Response(_page_json(page), media_type="application/json", headers=headers)
 
 
 @router.get("/head", response_model=FeedHead, responses=_REFUSED)
@@ -77,10 +92,22 @@ async def events_of_user(
     return UserEvents(events=await services.event_log.events_of(user_id, after_sequence))
 
 
+# The payloads are JSON already (PostgreSQL's text of a jsonb, on one line): joined into the
+# body, never parsed and re-encoded.
+
+
 def _page_json(page: LogPage) -> bytes:
-    # The payloads are JSON already (PostgreSQL's text of a jsonb): joined, not re-encoded.
     entries = ",".join(
         f'{{"position":{position},"event":{payload}}}' for position, payload in page.rows
     )
-    caught_up = "true" if page.caught_up else "false"
-    return f'{{"entries":[{entries}],"next":{page.next},"caught_up":{caught_up}}}'.encode()
+    return f'{{"entries":[{entries}],{_tail(page)}}}'.encode()
+
+
+def _page_ndjson(page: LogPage) -> bytes:
+    lines = [f'{{"position":{position},"event":{payload}}}\n' for position, payload in page.rows]
+    lines.append(f"{{{_tail(page)}}}\n")
+    return "".join(lines).encode()
+
+
+def _tail(page: LogPage) -> str:
+    return f'"next":{page.next},"caught_up":{"true" if page.caught_up else "false"}'
