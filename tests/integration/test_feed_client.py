@@ -5,6 +5,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -13,9 +14,10 @@ import uvicorn
 
 from auth.main import create_app
 from auth.settings import AuthSettings
+from consumers.jwks import JwksVerifier, TokenRejectedError
 from events import event_from_envelope
 from infra.event_log import PostgresEventLog
-from infra.feed import FeedAuthError, FeedUnavailableError, HttpFeedLog
+from infra.feed import FeedAuthError, FeedError, FeedUnavailableError, HttpFeedLog
 from infra.settings import asyncpg_dsn
 from tests.conftest import free_port, unique_username
 from tests.integration.feed_helpers import (
@@ -37,21 +39,27 @@ class _Server(uvicorn.Server):
         yield
 
 
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free port; its base URL."""
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not serving.done(), "the server did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
 @pytest.fixture
 async def base_url(isolated_auth_settings: AuthSettings) -> AsyncIterator[str]:
     """The API on this test's own database, served over TCP on a free port."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(isolated_auth_settings), host="127.0.0.1", port=port, log_config=None
-    )
-    server = _Server(config)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not serving.done(), "the API did not start"
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await serving
+    async with served(create_app(isolated_auth_settings)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -172,3 +180,50 @@ async def test_refused_credentials_and_an_unreachable_feed_raise(
     async with HttpFeedLog(f"http://127.0.0.1:{free_port()}/events", "t") as feed:
         with pytest.raises(FeedUnavailableError):
             await feed.head()
+
+
+async def test_a_service_token_is_refused_by_downstream_verifiers(
+    base_url: str, api: httpx.AsyncClient, isolated_auth_settings: AuthSettings
+) -> None:
+    token = await service_token(api, *await new_service_client(isolated_auth_settings))
+    verifier = JwksVerifier(
+        f"{base_url}/.well-known/jwks.json",
+        issuer=isolated_auth_settings.jwt_issuer,
+        audience=isolated_auth_settings.jwt_audience,
+    )
+    async with verifier:
+        with pytest.raises(TokenRejectedError, match="another audience"):
+            await verifier.verify(token)
+
+
+def _stand_in(status: int, body: bytes, content_type: str) -> Any:
+    """An HTTP server answering every request alike: a feed that fails or misbehaves."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "error"),
+    [
+        (503, b"{}", "application/json", FeedUnavailableError),
+        (500, b"oops", "text/plain", FeedUnavailableError),
+        (200, b'{"entries": [], "next": 0, "caught_up": true}', "application/json", FeedError),
+        (200, b'{"position":1,"event"\n{"next":1}\n', "application/x-ndjson", FeedError),
+        (404, b'{"detail": "Not Found"}', "application/json", FeedError),
+    ],
+)
+async def test_a_failing_or_malformed_feed_raises(
+    status: int, body: bytes, content_type: str, error: type[FeedError]
+) -> None:
+    async with served(_stand_in(status, body, content_type)) as url:
+        feed = HttpFeedLog(f"{url}/events", "token")
+        with pytest.raises(error):
+            await feed.page(0, 10)
+        await feed.close()

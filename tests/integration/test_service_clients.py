@@ -1,8 +1,11 @@
 """Service clients: `userbus service ...`, and the client-credentials grant of POST /auth/token."""
 
+import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 
 from auth.main import create_app
 from auth.settings import AuthSettings
+from infra.settings import asyncpg_dsn
 from tests.conftest import unique_username
 from tests.integration.feed_helpers import new_service_client, service_token
 from tests.integration.helpers import api_client, bearer, register
@@ -117,6 +121,17 @@ def test_the_openapi_document_shows_the_feed_and_its_security(auth_settings: Aut
     assert params == {"after", "limit", "wait"}
 
 
+async def _stored(database_url: str, client_id: str) -> asyncpg.Record:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        row: asyncpg.Record = await conn.fetchrow(
+            "SELECT * FROM auth.service_clients WHERE client_id = $1", client_id
+        )
+        return row
+    finally:
+        await conn.close()
+
+
 def _cli(monkeypatch: pytest.MonkeyPatch, database_url: str, *args: str) -> tuple[int, str]:
     monkeypatch.setenv("USERBUS_DATABASE_URL", database_url)
     result = CliRunner().invoke(app, ["service", *args])
@@ -134,6 +149,10 @@ def test_service_commands_create_list_and_revoke(
     client_id, secret = fields["client_id"].strip(), fields["client_secret"].strip()
     assert len(secret) >= 43
     assert fields["scope"].strip() == "events:read"
+    # Only the secret's digest is kept.
+    row = asyncio.run(_stored(isolated_database_url, client_id))
+    assert row["secret_hash"] == hashlib.sha256(secret.encode()).digest()
+    assert secret not in repr(dict(row))
     # A second active client of one name is refused; the secret is never shown again.
     code, output = _cli(monkeypatch, isolated_database_url, "create", "Profiles")
     assert code == 1
