@@ -32,6 +32,7 @@ from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, projection_named
+from userbus.prune import prune
 from userbus.run import run_api, run_consumer, run_until_signal
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
 app.command()(status)
+app.command()(prune)
 
 
 class Source(StrEnum):
