@@ -23,7 +23,7 @@ from consumers.app import create_consumer_app
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import dead_letter_stream
-from events.erasure import erased_username
+from events.erasure import erased_email, erased_username
 from producers.main import create_relay
 from producers.settings import RelaySettings
 from tests.conftest import unique_username
@@ -225,3 +225,13 @@ async def audit_rows(database_url: str, user_id: uuid.UUID) -> list[dict[str, An
         return [dict(row) for row in rows]
     finally:
         await conn.close()
+
+
+async def test_no_account_can_take_an_erased_address(auth_settings: AuthSettings) -> None:
+    address = erased_email(uuid.uuid4())
+    async with api_client(auth_settings) as client:
+        response = await client.post(
+            "/users",
+            json={"username": unique_username(), "email": address, "password": "a long passphrase"},
+        )
+    assert response.status_code == 422

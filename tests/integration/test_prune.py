@@ -207,3 +207,29 @@ async def test_the_loop_runs_again_after_a_failed_run_until_stopped() -> None:
 
     await asyncio.wait_for(repeat(step, stop, every=0.01), timeout=5)
     assert calls == 3
+
+
+async def test_a_row_in_use_is_skipped_not_waited_for(
+    isolated_auth_settings: AuthSettings, isolated_database_url: str, redis_url: str, stream: str
+) -> None:
+    async with api_client(isolated_auth_settings) as client:
+        username = unique_username()
+        await register(client, username)
+        for _ in range(2):
+            await login_pair(client, username)
+    await sql(
+        isolated_database_url, "UPDATE auth.sessions SET expires_at = now() - interval '1 day'"
+    )
+    busy = await asyncpg.connect(isolated_database_url)
+    try:
+        async with busy.transaction():
+            # A refresh holds this session's row, as the API's own transaction would.
+            locked = await busy.fetchval("SELECT id FROM auth.sessions LIMIT 1 FOR UPDATE")
+            settings = prune_settings(isolated_database_url, redis_url, stream, **NO_AGES)
+            report = await asyncio.wait_for(prune_once(settings), timeout=10)
+    finally:
+        await busy.close()
+
+    assert report.pruned.sessions == 1
+    left = await sql(isolated_database_url, "SELECT id FROM auth.sessions")
+    assert [row[0] for row in left] == [locked]
