@@ -107,7 +107,8 @@ def checked_claims(
         raise TokenRejectedError("the token lacks the 'aud' claim")
     if isinstance(audiences, str):
         audiences = [audiences]
-    if not isinstance(audiences, list) or audience not in audiences:
+    well_formed = isinstance(audiences, list) and all(isinstance(a, str) for a in audiences)
+    if not well_formed or audience not in audiences:
         raise TokenRejectedError("the token is meant for another audience")
     return _principal(claims)
 
