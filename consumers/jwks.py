@@ -57,6 +57,10 @@ class JwksVerifier:
     any cause start at most once per `min_refetch_seconds`, so a flood of forged tokens
     cannot turn into a flood of requests to the issuer. When a refetch fails, the keys in
     hand stay in use.
+
+    Each token is read once, strictly (consumers/jwt_checks.py). Which key a header segment
+    names, its algorithm checked, is decided once and kept until the key set is fetched
+    again, so the per-token work is the signature, the payload and the claims.
     """
 
     def __init__(
@@ -118,8 +122,8 @@ class JwksVerifier:
     async def _decide(self, header_segment: str) -> jwt.PyJWK:
         """The key a header segment names, checked against the header's algorithm, and cached.
 
-        Every token of one key has the same header segment, so this runs once per key (and
-        again after each fetch of the key set), not once per token.
+        Every token of one key has the same header segment, so this runs once per key, and
+        again once the key set is fetched anew or stale, not once per token.
         """
         header = json_object(header_segment, "header")
         alg, kid = header.get("alg"), header.get("kid")

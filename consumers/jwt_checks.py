@@ -3,8 +3,8 @@
 A strict reading of RFC 7515 compact serialisation: three base64url segments separated by dots,
 no padding, no characters outside the alphabet, no stray bits in the last character (so one
 token has one spelling), and JSON objects in the header and the payload. The claims are
-checked as `jwt.decode` checks them with our options, a little stricter where it is lenient
-(NumericDates must be JSON numbers, not strings).
+checked as `jwt.decode` checks them with our options. Stricter than PyJWT 2.15 in two
+places: it accepts padded segments and NumericDates written as strings; this module does not.
 """
 
 import base64
