@@ -28,7 +28,7 @@ from events import dead_letter_stream
 from infra.erasure import ErasedEntries, RedactedHistories
 from infra.redis.wire import STREAM_FIELD
 
-PAGE = 1000
+PAGE = 500
 
 # KEYS[1]: the stream; ARGV[1]: the first id to read (`(id`: after it); ARGV[2]: page size;
 # ARGV[3...]: user ids. Returns {entries read, last id read, id, subject, data, id, ...}.
@@ -42,11 +42,16 @@ for _, entry in ipairs(entries) do
     local fields = entry[2]
     for i = 1, #fields, 2 do
         if fields[i] == '{STREAM_FIELD}' then
-            local subject = string.match(fields[i + 1], '"subject"%s*:%s*"([^"]+)"')
-            if subject and wanted[string.lower(subject)] then
+            local value = fields[i + 1]
+            -- A plain find, then the 36 characters of the UUID after the opening quote: a
+            -- pattern match here cost several times as much per entry.
+            local at = string.find(value, '"subject":', 1, true)
+            local quote = at and string.find(value, '"', at + 10, true)
+            local subject = quote and string.lower(string.sub(value, quote + 1, quote + 36))
+            if subject and wanted[subject] then
                 out[#out + 1] = entry[1]
-                out[#out + 1] = string.lower(subject)
-                out[#out + 1] = fields[i + 1]
+                out[#out + 1] = subject
+                out[#out + 1] = value
             end
         end
     end
