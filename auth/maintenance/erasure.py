@@ -5,8 +5,8 @@ migration 0006). Once the deletion is older than the grace period:
 1. **The log.** Every event of the user in `auth.outbox` gets its PII redacted
    (events/erasure.py: username, email, display name), ids, types, sequences and times kept;
    `erased_at` records it, in the same transaction. This UPDATE is the only change the
-   outbox ever gets (producers/outbox.py). A transaction handles a batch of users and lasts
-   milliseconds: the event log's commit-safe head waits for it as for any writer.
+   outbox ever gets (producers/outbox.py). A transaction handles a batch of users and takes
+   tens of milliseconds: the event log's commit-safe head waits for it as for any writer.
 2. **The broker.** For users with no event still queued for the relay (else the relay
    could publish a copy it read before the redaction after the stream was cleaned), the
    broker replaces their entries by the redacted events (`Broker.erase`: Redis XDELs and
