@@ -32,6 +32,7 @@ from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, projection_named
+from userbus.prune import prune
 from userbus.run import run_api, run_consumer, run_until_signal
 from userbus.services import services_app
 
@@ -46,6 +47,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(services_app, name="service")
 app.command()(status)
+app.command()(prune)
 
 
 class Source(StrEnum):
