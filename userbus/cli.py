@@ -43,9 +43,8 @@ events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
-app.add_typer(kafka_app, name="kafka")
-app.add_typer(dlq_app, name="dlq")
-app.add_typer(services_app, name="service")
+for group, name in ((kafka_app, "kafka"), (dlq_app, "dlq"), (services_app, "service")):
+    app.add_typer(group, name=name)
 app.command()(status)
 app.command()(prune)
 
