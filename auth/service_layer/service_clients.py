@@ -91,16 +91,14 @@ async def issue_service_token(
     found = await ctx.repository.find(client_id)
     client, stored = found if found is not None else (None, _NO_DIGEST)
     matches = hmac.compare_digest(digest(client_secret), stored)
-    reason = (
-        "unknown_client" if client is None
-        else "wrong_secret" if not matches
-        else "revoked" if not client.active
-        else None
-    )  # fmt: skip
-    if client is None or reason is not None:
-        ctx.audit.record("service_token_refused", client_id=client_id, address=address,
-                         reason=reason)  # fmt: skip
-        raise InvalidClientError(reason or "invalid")
+    if client is None or not matches or not client.active:
+        reason = (
+            "unknown_client" if client is None else "wrong_secret" if not matches else "revoked"
+        )
+        ctx.audit.record(
+            "service_token_refused", client_id=client_id, address=address, reason=reason
+        )
+        raise InvalidClientError(reason)
     ctx.audit.record("service_token_issued", name=client.name, client_id=client_id, address=address)
     return ctx.tokens.issue(client), client.scope
 

@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.bootstrap import build_service_clients
+from auth.domain.service_clients import EVENTS_READ
 from auth.service_layer.service_clients import create_service_client, revoke_service_client
 from auth.settings import AuthSettings
 from events import UserRegistered, to_envelope
@@ -20,12 +21,16 @@ INSERT = (
 )
 
 
-async def new_service_client(settings: AuthSettings, name: str | None = None) -> tuple[str, str]:
+async def new_service_client(
+    settings: AuthSettings, name: str | None = None, *, scope: str = EVENTS_READ
+) -> tuple[str, str]:
     """A new service client, as `userbus service create` makes it: (client_id, secret)."""
     engine = create_async_engine(settings.database_url)
     try:
         name = name or f"svc-{uuid.uuid4().hex[:10]}"
-        client, secret = await create_service_client(build_service_clients(engine), name=name)
+        client, secret = await create_service_client(
+            build_service_clients(engine), name=name, scope=scope
+        )
         return client.client_id, secret
     finally:
         await engine.dispose()

@@ -90,6 +90,17 @@ async def test_the_feed_refuses_anonymous_callers_bad_tokens_and_users_tokens(
             assert "entries" not in answer.text
 
 
+async def test_a_service_token_without_the_events_scope_is_refused(
+    shared: tuple[httpx.AsyncClient, str], auth_settings: AuthSettings
+) -> None:
+    client, _ = shared
+    other = await new_service_client(auth_settings, scope="profiles:read")
+    token = await service_token(client, *other)
+    refused = await client.get("/events", headers=bearer(token))
+    assert refused.status_code == 403
+    assert "events:read" in refused.json()["detail"]["message"]
+
+
 async def test_a_service_token_reads_every_event_in_order_across_pages(
     client: httpx.AsyncClient, token: str, isolated_auth_settings: AuthSettings
 ) -> None:
