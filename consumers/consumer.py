@@ -15,7 +15,7 @@ from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from consumers.settler import BatchSettler
 from infra.dead_letters import DeadLetter, DeadLetterQueue
-from infra.publishing import TopicLayout
+from infra.publishing import TopicLayout, retention_ms
 from infra.reading import GroupReader, ReaderOptions
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,11 @@ def reader_options(settings: ConsumerSettings, projection: Projection) -> Reader
         batch_size=settings.consumer_batch_size,
         start=settings.consumer_start,
         claim_idle_ms=settings.consumer_claim_idle_ms,
-        layout=TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor),
+        layout=TopicLayout(
+            settings.kafka_partitions,
+            settings.kafka_replication_factor,
+            retention_ms(settings.kafka_retention_hours),
+        ),
         session_timeout_ms=settings.kafka_session_timeout_ms,
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
     )

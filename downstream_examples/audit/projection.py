@@ -1,28 +1,32 @@
-"""AuditProjection: every event of every user, appended to `audit.events` and never changed."""
+"""AuditProjection: every event of every user, appended to `audit.events`, redacted on deletion."""
 
 from collections.abc import Sequence
 from typing import ClassVar
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from downstream_examples.audit.tables import (
+    REDACTED_FUNCTION,
     REFUSE_CHANGE_FUNCTION,
     REFUSE_CHANGE_TRIGGER,
     SCHEMA,
     audit_events,
     metadata,
 )
-from events import EVENT_TYPES, Envelope, Event
+from events import EVENT_TYPES, Envelope, Event, UserDeleted
 
 
 class AuditProjection(Projection):
     """Appends each event, as delivered, to `audit.events`.
 
     It handles every type of the contract it was built with, and keeps types newer than
-    that contract too, as delivered: an audit log must not have holes.
+    that contract too, as delivered: an audit log must not have holes. On UserDeleted it
+    blanks that user's PII in every row recorded so far (the one change its trigger allows):
+    the log keeps the fact of each event, not who it was. Through the toolkit no event of a
+    user comes after their deletion (it is their last sequence; lower ones are duplicates).
     """
 
     name: ClassVar[str] = SCHEMA
@@ -35,6 +39,7 @@ class AuditProjection(Projection):
         # The base class's lock, held to the end of the transaction, also serialises the
         # function and trigger below between processes starting together.
         await super().create_tables(conn)
+        await conn.execute(text(REDACTED_FUNCTION))
         await conn.execute(text(REFUSE_CHANGE_FUNCTION))
         await conn.execute(text(REFUSE_CHANGE_TRIGGER))
 
@@ -71,3 +76,14 @@ async def _append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         .values(rows)
         .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
     )
+    deleted = sorted({e.user_id for e in envelopes if e.type == UserDeleted.type_name()})
+    if deleted:
+        # Only rows that change: a replay from an already redacted log rewrites nothing.
+        redacted = getattr(func, SCHEMA).redacted(
+            audit_events.c.data, audit_events.c.user_id, type_=JSONB
+        )
+        await conn.execute(
+            update(audit_events)
+            .where(audit_events.c.user_id.in_(deleted), audit_events.c.data != redacted)
+            .values(data=redacted)
+        )

@@ -12,6 +12,7 @@ from consumers.projection import Projection
 from downstream_examples.notifier import messages
 from downstream_examples.notifier.tables import SCHEMA, metadata, outgoing, recipients
 from events import Envelope, Event, PasswordChanged, UserDeleted, UserRegistered, UserUpdated
+from events.erasure import is_erased_email
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ class NotifierProjection(Projection):
     (the outbox pattern, on the consumer side); NotificationSender delivers it afterwards.
     Events older than `max_event_age` (a group started at the beginning of a long history,
     a replay) update the recipients but owe no mail; None sends for events of any age.
+
+    A deleted user leaves nothing here: UserDeleted removes their address and every mail
+    queued, sent or failed for them (to_address, body). A mail to an erased address (a
+    redacted event, replayed or read late) is never queued: there is nobody to write to.
     """
 
     name: ClassVar[str] = SCHEMA
@@ -104,7 +109,7 @@ class NotifierProjection(Projection):
         subject: str,
         body: str,
     ) -> None:
-        if self._too_old(envelope):
+        if self._too_old(envelope) or is_erased_email(to_address):
             return
         await conn.execute(
             insert(outgoing)

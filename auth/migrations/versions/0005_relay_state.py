@@ -5,7 +5,7 @@ often the stream was repaired (producers/loss.py owns the table's DDL; a relay c
 itself for an outbox no migration manages).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from producers.loss import relay_state_ddl
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
