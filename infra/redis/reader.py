@@ -54,7 +54,7 @@ class RedisGroupReader:
         """Join the group, apply this member's own pending entries, start claiming others'."""
         self._client = Redis.from_url(self._url)
         self._recover = recover
-        await self._ensure_group()
+        await self._ensure_group(self._client)
         await self._drain_own_pending()
         self._claiming = asyncio.create_task(self._claim_abandoned())
 
@@ -88,7 +88,7 @@ class RedisGroupReader:
                 "%s: the consumer group vanished; creating it again at the stream's beginning",
                 options.group,
             )
-            await self._ensure_group(at="0")
+            await self._ensure_group(self.client, at="0")
             return None
         delivered = reply[0][1] if reply else []
         if not delivered:
@@ -145,8 +145,7 @@ class RedisGroupReader:
         """
         client = Redis.from_url(self._url)
         try:
-            self._client = client
-            await self._ensure_group()
+            await self._ensure_group(client)
             after = 0
             while (needed := await trimmed_past(client, self._options)) is not None:
                 noted, why = needed
@@ -160,15 +159,14 @@ class RedisGroupReader:
                 after = await read_log(after)
                 await client.xgroup_setid(self._options.stream, self._options.group, id=noted)
         finally:
-            self._client = None
             await client.aclose()
 
-    async def _ensure_group(self, at: str | None = None) -> None:
+    async def _ensure_group(self, client: Redis, at: str | None = None) -> None:
         # Created at the beginning of the stream by default, not at `$` as most clients (and
         # FastStream) do: a group made at `$` never sees the backlog that was there before it.
         start = at or ("0" if self._options.start == "beginning" else "$")
         try:
-            await self.client.xgroup_create(
+            await client.xgroup_create(
                 self._options.stream, self._options.group, id=start, mkstream=True
             )
         except ResponseError as exc:
