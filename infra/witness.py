@@ -30,8 +30,8 @@ class Observation:
     marked: bool
     # Counters that never go back while the stream keeps its data, by name.
     counters: dict[str, int] = field(default_factory=dict)
-    # What this publisher knows the counters have reached, from the broker's answers to its
-    # own publishing since the last stamp (Kafka's acks): recorded, never compared.
+    # What this publisher knows the counters have reached (Kafka: the ends at its last stamp,
+    # and the offsets the broker acked since): recorded, never compared.
     reached: dict[str, int] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, int]:
