@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 from infra.dead_letters import DeadLetterQueue
 from infra.kafka.urls import KAFKA_SCHEME, kafka_servers
 from infra.publishing import EventPublisher, TopicLayout
-from infra.reading import EventSource, GroupReader, ReaderOptions
+from infra.reading import GroupReader, ReaderOptions, StreamHistory
 from infra.status import StreamStatus
 
 BrokerKind = Literal["redis", "kafka"]
@@ -32,7 +32,7 @@ class Broker(Protocol):
         """A member of the consumer group `options.group` on `options.stream`."""
         ...
 
-    def history(self, stream: str) -> EventSource:
+    def history(self, stream: str) -> StreamHistory:
         """Everything the broker keeps of `stream`, for a replay (no group is joined)."""
         ...
 

@@ -3,17 +3,17 @@
 from collections.abc import Sequence
 from typing import ClassVar
 
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from downstream_examples.audit.tables import (
     REFUSE_CHANGE_FUNCTION,
-    REFUSE_CHANGE_TRIGGER,
     SCHEMA,
     audit_events,
     metadata,
+    refuse_change_trigger,
 )
 from events import EVENT_TYPES, Envelope, Event
 
@@ -22,7 +22,8 @@ class AuditProjection(Projection):
     """Appends each event, as delivered, to `audit.events`.
 
     It handles every type of the contract it was built with, and keeps types newer than
-    that contract too, as delivered: an audit log must not have holes.
+    that contract too, as delivered: an audit log must not have holes. A replay rebuilds
+    the whole log (there is nothing else in the schema to keep).
     """
 
     name: ClassVar[str] = SCHEMA
@@ -36,24 +37,24 @@ class AuditProjection(Projection):
         # function and trigger below between processes starting together.
         await super().create_tables(conn)
         await conn.execute(text(REFUSE_CHANGE_FUNCTION))
-        await conn.execute(text(REFUSE_CHANGE_TRIGGER))
+        await conn.execute(text(refuse_change_trigger(self.schema)))
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Append the event; one already recorded (same id) is left as it is."""
-        await _append(conn, [envelope])
+        await _append(conn, self.table(audit_events), [envelope])
 
     async def apply_many(
         self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
     ) -> None:
         """Append the events in one statement."""
-        await _append(conn, [envelope for _, envelope in batch])
+        await _append(conn, self.table(audit_events), [envelope for _, envelope in batch])
 
     async def apply_unknown(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Append an event of any type, as delivered."""
-        await _append(conn, [envelope])
+        await _append(conn, self.table(audit_events), [envelope])
 
 
-async def _append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+async def _append(conn: AsyncConnection, table: Table, envelopes: Sequence[Envelope]) -> None:
     rows = [
         {
             "event_id": envelope.id,
@@ -67,7 +68,5 @@ async def _append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         for envelope in envelopes
     ]
     await conn.execute(
-        insert(audit_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
+        insert(table).values(rows).on_conflict_do_nothing(index_elements=[table.c.event_id])
     )

@@ -4,11 +4,11 @@ Append-only by design: the projection only INSERTs (ON CONFLICT DO NOTHING), and
 (created by `AuditProjection.create_tables`) refuses UPDATE and DELETE whoever asks. Give
 the audit service's database roles no more than that needs: the read API SELECT on
 `audit.events`; a writer INSERT and SELECT on it (never UPDATE, DELETE or TRUNCATE), plus
-SELECT, INSERT and UPDATE on `audit.tracking`. Keep TRUNCATE and DDL with the owner role
-that creates the schema and runs `userbus replay audit` (the toolkit's setup runs CREATE
-SCHEMA, so as it stands the consumer process uses that role too, and the trigger is what
-guards the rows). A row-level trigger does not fire on TRUNCATE, so replay can still empty
-the log and rebuild it from the event history.
+SELECT, INSERT and UPDATE on `audit.tracking`. Keep DDL with the owner role that creates
+the schema and runs `userbus replay audit` (the toolkit's setup runs CREATE SCHEMA, so as
+it stands the consumer process uses that role too, and the trigger is what guards the
+rows). A replay never changes a row either: it builds a new table in a shadow schema and
+swaps it in whole (consumers/replay/).
 """
 
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, Table, Text, Uuid, func
@@ -36,7 +36,7 @@ audit_events = Table(
     Index("events_user_sequence", "user_id", "sequence"),
 )
 
-# Raises on any UPDATE or DELETE of a row; TRUNCATE (replay's reset) fires no row trigger.
+# Raises on any UPDATE or DELETE of a row.
 REFUSE_CHANGE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION "{SCHEMA}".refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -47,8 +47,15 @@ END
 $$
 """
 
-REFUSE_CHANGE_TRIGGER = f"""
+
+def refuse_change_trigger(schema: str) -> str:
+    """The trigger on the events table in `schema` (a replay's shadow too).
+
+    The function stays in the live schema, so the trigger keeps working once a replay has
+    moved the table there, and dropping the shadow afterwards cannot take it along.
+    """
+    return f"""
 CREATE OR REPLACE TRIGGER events_append_only
-BEFORE UPDATE OR DELETE ON "{SCHEMA}".events
+BEFORE UPDATE OR DELETE ON "{schema}".events
 FOR EACH ROW EXECUTE FUNCTION "{SCHEMA}".refuse_change()
 """

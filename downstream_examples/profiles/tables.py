@@ -21,12 +21,18 @@ profiles = Table(
 # GET /profiles?username= matches case-insensitively, as the auth service compares usernames.
 Index("profiles_username_lower", func.lower(profiles.c.username))
 
-# What metadata.create_all cannot do: it creates missing tables but never alters existing
-# ones, so a database made by an earlier version of this example lacks what came later.
-# Each statement is idempotent and runs at every start (see ProfileProjection.create_tables).
-# A real service would keep these as Alembic migrations instead.
-SCHEMA_UPGRADES = (
-    "ALTER TABLE profiles.profiles ADD COLUMN IF NOT EXISTS display_name text",
-    "ALTER TABLE profiles.profiles ADD COLUMN IF NOT EXISTS updated_at timestamptz",
-    "CREATE INDEX IF NOT EXISTS profiles_username_lower ON profiles.profiles (lower(username))",
-)
+
+def schema_upgrades(schema: str) -> list[str]:
+    """What metadata.create_all cannot do, for the profile table in `schema`.
+
+    create_all creates missing tables but never alters existing ones, so a database made by
+    an earlier version of this example lacks what came later. Each statement is idempotent
+    and runs at every start (see ProfileProjection.create_tables). A real service would
+    keep these as Alembic migrations instead.
+    """
+    return [
+        f'ALTER TABLE "{schema}".profiles ADD COLUMN IF NOT EXISTS display_name text',
+        f'ALTER TABLE "{schema}".profiles ADD COLUMN IF NOT EXISTS updated_at timestamptz',
+        f'CREATE INDEX IF NOT EXISTS profiles_username_lower ON "{schema}".profiles '
+        "(lower(username))",
+    ]

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from infra.dead_letters import DeadLetterQueue
 from infra.publishing import EventPublisher, TopicLayout
-from infra.reading import EventSource, ReaderOptions
+from infra.reading import ReaderOptions, StreamHistory
 from infra.redis.dead_letters import RedisDeadLetters
 from infra.redis.history import RedisStreamSource
 from infra.redis.publisher import RedisStreamPublisher
@@ -29,7 +29,7 @@ class RedisBroker:
         """A member of the stream's consumer group."""
         return RedisGroupReader(self.url, options)
 
-    def history(self, stream: str) -> EventSource:
+    def history(self, stream: str) -> StreamHistory:
         """The stream's entries from its first."""
         return RedisStreamSource(self.url, stream)
 

@@ -1,0 +1,15 @@
+"""Settings of `userbus replay`, read from USERBUS_* environment variables."""
+
+from pydantic import Field, SecretStr
+
+from consumers.settings import ConsumerSettings
+
+
+class ReplaySettings(ConsumerSettings):
+    """A consumer's settings, plus how a replay reads and writes."""
+
+    # Events per page read and per transaction written into the shadow.
+    replay_batch_size: int = Field(default=10_000, ge=100, le=100_000)
+    # `--source feed`: the auth service's event feed and a service token for it.
+    feed_url: str | None = None
+    feed_token: SecretStr | None = None
