@@ -19,6 +19,7 @@ from consumers.replay.build import BuildState, build_pass
 from consumers.replay.progress import LogProgress, ReplayProgress
 from consumers.replay.shadow import (
     ReplayError,
+    ensure_live,
     lock_replay,
     prepare_shadow,
     shadow_schema,
@@ -65,8 +66,7 @@ async def replay(
     async with engine.connect() as guard:
         await lock_replay(guard, projection.name)
         try:
-            async with engine.begin() as conn:
-                await ProjectionApplier(projection).setup(conn)  # the swap locks live tables
+            await ensure_live(engine, projection)
             checkpoint = await prepare_shadow(engine, shadow, history.kind, resume=resume)
             start = history.resume_from(checkpoint.position)
             events = checkpoint.events if start == checkpoint.position else 0

@@ -49,7 +49,9 @@ async def build_pass(
     async def prepare(page: SourcePage) -> PreparedPage:
         return await asyncio.to_thread(prepare_page, page, projection)
 
-    async for prepared in read_ahead(source.pages(state.position, batch_size), prepare):
+    # Three stages at once: reading page n + 2, preparing n + 1 (a thread), writing n.
+    fetched = read_ahead(source.pages(state.position, batch_size), _same)
+    async for prepared in read_ahead(fetched, prepare):
         page = prepared.page
         async with engine.begin() as conn:
             await conn.execute(text("SET LOCAL synchronous_commit = off"))
@@ -61,6 +63,10 @@ async def build_pass(
         state.outcome.add(outcome)
         progress.advance(page.advanced, None)
     return read
+
+
+async def _same(page: SourcePage) -> SourcePage:
+    return page
 
 
 async def read_ahead(

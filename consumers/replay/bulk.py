@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode
 from consumers.projection import Projection
+from consumers.replay.checks import check_data
 from consumers.replay.raw import BulkRows, NotBulkableError, RawEvent, parse_raw
 from consumers.replay.sources import SourcePage
 from events import EVENT_TYPES, Envelope, MalformedEventError, envelope_from_json
@@ -83,10 +83,7 @@ def _prepare_raw(
             prepared.append((event, bulk.prepare(event)))
             continue
         # Not handled: only tracked, but the applier would refuse it if it were malformed.
-        try:
-            cls.model_validate(event.data)
-        except ValidationError:
-            raise NotBulkableError(f"a malformed {event.type}") from None
+        check_data(cls, event.data)
         prepared.append((event, ONLY_TRACKED))
     return prepared
 

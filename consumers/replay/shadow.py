@@ -61,6 +61,27 @@ async def unlock_replay(conn: AsyncConnection, name: str) -> None:
     await conn.commit()
 
 
+async def ensure_live(engine: AsyncEngine, live: Projection) -> None:
+    """Create the live tables if any is missing; leave existing ones alone.
+
+    The swap locks and moves them, so they must exist. A projection's setup may run DDL
+    that takes ACCESS EXCLUSIVE (ALTER TABLE), which readers would queue behind: when
+    every table is there, it is not run.
+    """
+    applier = ProjectionApplier(live)
+    names = [f'"{t.schema}"."{t.name}"' for t in live.metadata.sorted_tables]
+    names.append(f'"{applier.tracking.schema}"."{applier.tracking.name}"')
+    async with engine.begin() as conn:
+        missing = await conn.scalar(
+            text(
+                "SELECT count(*) FROM unnest(CAST(:names AS text[])) n WHERE to_regclass(n) IS NULL"
+            ),
+            {"names": names},
+        )
+        if missing:
+            await applier.setup(conn)
+
+
 async def prepare_shadow(
     engine: AsyncEngine, shadow: Projection, source_kind: str, *, resume: bool
 ) -> Checkpoint:

@@ -38,7 +38,7 @@ class SwapTimings:
 
     caught_up_users: int
     attempts: int
-    # From asking for ACCESS EXCLUSIVE to the commit: the longest a reader could wait.
+    # From the last request for ACCESS EXCLUSIVE to the commit: how long readers queued.
     exclusive_seconds: float
 
 
@@ -67,8 +67,9 @@ async def swap(
                 state.position = page.position
             caught_up = await _catch_up(conn, applier, live, source, state.outcome)
             await shadow.carry_over(conn)
-            began = time.monotonic()
-            tries = await _move(conn, live.name, shadow.schema, moved, lock_timeout_ms, attempts)
+            tries, began = await _move(
+                conn, live.name, shadow.schema, moved, lock_timeout_ms, attempts
+            )
             await conn.execute(text(f'DROP SCHEMA "{shadow.schema}" CASCADE'))
         exclusive = time.monotonic() - began
     async with engine.begin() as conn:
@@ -118,11 +119,12 @@ async def _move(
     tables: list[str],
     lock_timeout_ms: int,
     attempts: int,
-) -> int:
-    """Move the live tables out and the shadow's in; the number of tries it took."""
+) -> tuple[int, float]:
+    """Move the live tables out and the shadow's in; the tries it took, when the last began."""
     old = old_schema(live)
     locked = ", ".join(f'"{live}"."{name}"' for name in tables)
     for attempt in range(1, attempts + 1):
+        began = time.monotonic()
         savepoint = await conn.begin_nested()
         try:
             await conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_ms)}ms'"))
@@ -131,7 +133,7 @@ async def _move(
                 await conn.execute(text(f'ALTER TABLE "{live}"."{name}" SET SCHEMA "{old}"'))
                 await conn.execute(text(f'ALTER TABLE "{shadow}"."{name}" SET SCHEMA "{live}"'))
             await savepoint.commit()
-            return attempt
+            return attempt, began
         except DBAPIError as exc:
             if _sqlstate(exc) != LOCK_NOT_AVAILABLE:
                 raise

@@ -15,20 +15,11 @@ from typing import Any
 
 import asyncpg
 
-from consumers.replay.raw import (
-    NotBulkableError,
-    RawEvent,
-    email,
-    one_of,
-    optional_text,
-    text_field,
-    timestamp,
-)
+from consumers.replay.checks import check_data, timestamp
+from consumers.replay.raw import NotBulkableError, RawEvent
+from events import UserDeleted, UserRegistered, UserUpdated
 
 REGISTERED, UPDATED, DELETED = "UserRegistered", "UserUpdated", "UserDeleted"
-_ROLES = frozenset({"user", "admin"})
-# Statuses that expect no answer from this service (`pending` does: the saga's path).
-_ANSWERED_STATUSES = frozenset({"active", "disabled"})
 COLUMNS = ["user_id", "username", "email", "registered_at", "display_name", "updated_at"]
 Row = list[Any]
 
@@ -125,34 +116,34 @@ class ProfileBulkRows:
 
 def _registration(data: dict[str, Any]) -> Row:
     """The profile row of a UserRegistered, checked as the model checks it."""
-    username = text_field(data, "username")
-    address = email(data.get("email"))
-    one_of(data, "role", _ROLES)
-    registered_at = timestamp(data.get("registered_at"))
-    display_name = optional_text(data, "display_name")
-    if one_of(data, "status", _ANSWERED_STATUSES | {"pending"}, "active") == "pending":
+    check_data(UserRegistered, data)
+    if data.get("status") == "pending":
         raise NotBulkableError("a pending registration: the saga answers it")
-    return [data["user_id"], username, address, registered_at, display_name, registered_at]
+    registered_at = timestamp(data["registered_at"])
+    return [
+        data["user_id"],
+        data["username"],
+        data["email"],
+        registered_at,
+        data.get("display_name"),
+        registered_at,
+    ]
 
 
 def _update(data: dict[str, Any]) -> Change | None:
     """What a UserUpdated changes in a profile (None: nothing this view keeps)."""
-    updated_at = timestamp(data.get("updated_at"))
-    change = Change(updated_at=updated_at)
-    if "email" in data and data["email"] is not None:
-        change.email, change.sets_email = email(data["email"]), True
+    check_data(UserUpdated, data)
+    change = Change(updated_at=timestamp(data["updated_at"]))
+    if data.get("email") is not None:  # present as null: the address did not change
+        change.email, change.sets_email = data["email"], True
     if "display_name" in data:
-        change.display_name = optional_text(data, "display_name")
-        change.sets_display_name = True
+        change.display_name, change.sets_display_name = data["display_name"], True
     return change if change.sets_email or change.sets_display_name else None
 
 
 def _deletion(data: dict[str, Any]) -> None:
     """Check a UserDeleted as the model checks it."""
-    text_field(data, "username")
-    timestamp(data.get("deleted_at"))
-    if type(data.get("reason", "requested")) is not str:
-        raise NotBulkableError("reason is not a string")
+    check_data(UserDeleted, data)
 
 
 def _merge(into: Change, change: Change) -> None:

@@ -30,11 +30,15 @@ class ProfileProjection(Projection):
     kept_tables: ClassVar[frozenset[str]] = frozenset({"outbox", "outbox_pending"})
 
     async def create_tables(self, conn: AsyncConnection) -> None:
-        """Create the tables, then bring a table made by an older version up to date."""
+        """Create the tables, then bring a table made by an older version up to date.
+
+        The answers' outbox is created with the live tables (a replay's shadow uses those).
+        """
         await super().create_tables(conn)
         for statement in schema_upgrades(self.schema):
             await conn.execute(text(statement))
-        await create_answer_outbox(conn)
+        if self.schema == self.name:
+            await create_answer_outbox(conn)
 
     def bulk_rows(self) -> BulkRows:
         """Registrations, updates and deletions of active users, straight from their JSON."""

@@ -136,3 +136,43 @@ async def positions(conn: AsyncConnection, schema: str) -> dict[uuid.UUID, int]:
     """The tracking records of the projection whose tables are in `schema`."""
     rows = await conn.execute(text(f'SELECT subject, sequence FROM "{schema}".tracking'))
     return {subject: sequence for subject, sequence in rows.all()}
+
+
+def expected_profiles(
+    envelopes: Iterable[Envelope],
+) -> tuple[dict[uuid.UUID, dict[str, Any]], dict[uuid.UUID, int]]:
+    """The profile rows and tracking records a history gives, folded in memory (an oracle).
+
+    Each user's events once, in order: a registration makes the row (pending ones are not
+    expected here), an update sets the fields it carries, a deletion removes the row.
+    """
+    rows: dict[uuid.UUID, dict[str, Any]] = {}
+    tracked: dict[uuid.UUID, int] = {}
+    for envelope in envelopes:
+        user, data = envelope.user_id, envelope.data
+        if envelope.sequence <= tracked.get(user, 0):
+            continue
+        tracked[user] = envelope.sequence
+        if envelope.type == "UserRegistered":
+            assert data.get("status", "active") != "pending"
+            moment = datetime.fromisoformat(data["registered_at"])
+            rows.setdefault(
+                user,
+                {
+                    "user_id": user,
+                    "username": data["username"],
+                    "email": data["email"],
+                    "registered_at": moment,
+                    "display_name": data.get("display_name"),
+                    "updated_at": moment,
+                },
+            )
+        elif envelope.type == "UserUpdated" and user in rows:
+            changes = {k: data[k] for k in ("display_name",) if k in data}
+            if data.get("email") is not None:
+                changes["email"] = data["email"]
+            if changes:
+                rows[user].update(changes, updated_at=datetime.fromisoformat(data["updated_at"]))
+        elif envelope.type == "UserDeleted":
+            rows.pop(user, None)
+    return rows, tracked
