@@ -69,13 +69,14 @@ def replay_command(
                 history,
                 batch_size=batch_size or settings.replay_batch_size,
                 resume=resume,
-                progress=progress_for(name),
+                progress=progress_for(name, interval=settings.replay_progress_seconds),
             )
         finally:
             await engine.dispose()
         events = outcome.events
+        resumed = f" (resumed at {outcome.resumed_at})" if outcome.resumed_at else ""
         return (
-            f"replayed {name} from the {source.value}: {events.applied} applied, "
+            f"replayed {name} from the {source.value}{resumed}: {events.applied} applied, "
             f"{events.skipped} not handled, {events.duplicates} duplicates, "
             f"{len(events.rejected)} rejected; the swap held the tables "
             f"{outcome.swap.exclusive_seconds * 1000:.0f} ms"

@@ -42,6 +42,7 @@ class ReplayOutcome:
 
     events: BatchOutcome
     swap: SwapTimings
+    # The source position the build went on from ("": it started at the beginning).
     resumed_at: str
 
     @property
@@ -92,4 +93,4 @@ async def replay(
         f"swapped in: {outcome.applied} applied, {outcome.skipped} not handled, "
         f"{outcome.duplicates} duplicates, {len(outcome.rejected)} rejected"
     )
-    return ReplayOutcome(outcome, timings, checkpoint.position)
+    return ReplayOutcome(outcome, timings, start)

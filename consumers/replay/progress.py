@@ -118,7 +118,9 @@ class BarProgress:
         self._bar.console.print(message)
 
 
-def progress_for(name: str, stream: IO[str] | None = None) -> ReplayProgress:
+def progress_for(
+    name: str, *, interval: float = 5.0, stream: IO[str] | None = None
+) -> ReplayProgress:
     """A bar when `stream` (standard error by default) is a terminal, log lines otherwise."""
     target = stream or sys.stderr
-    return BarProgress(name, target) if target.isatty() else LogProgress(name)
+    return BarProgress(name, target) if target.isatty() else LogProgress(name, interval=interval)

@@ -10,6 +10,8 @@ class ReplaySettings(ConsumerSettings):
 
     # Events per page read and per transaction written into the shadow.
     replay_batch_size: int = Field(default=10_000, ge=100, le=100_000)
+    # Off a terminal, a progress line this often (on one, a bar).
+    replay_progress_seconds: float = Field(default=5.0, gt=0)
     # `--source feed`: the auth service's event feed and a service token for it.
     feed_url: str | None = None
     feed_token: SecretStr | None = None
