@@ -40,6 +40,14 @@ def timestamp(value: Any) -> datetime:
         raise NotBulkableError("a time the fast path does not read") from None
 
 
+def _is_timestamp(value: Any) -> bool:
+    try:
+        timestamp(value)
+    except NotBulkableError:
+        return False
+    return True
+
+
 def check_data(cls: type[BaseModel], data: dict[str, Any]) -> None:
     """Raise NotBulkableError unless `cls` would read `data` as it is (see the module)."""
     checks = _checks(cls)
@@ -93,7 +101,7 @@ def _check_for(annotation: Any, metadata: list[Any]) -> Check | None:
     if metadata:
         return None
     if annotation is datetime:
-        return lambda v: type(v) is str and TIMESTAMP.fullmatch(v) is not None
+        return _is_timestamp
     if annotation is UUID:
         return lambda v: type(v) is str and _CANONICAL.fullmatch(v) is not None
     return None

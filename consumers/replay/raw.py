@@ -12,6 +12,7 @@ give.
 import re
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -66,6 +67,10 @@ def parse_raw(raw: str | bytes) -> RawEvent:
         or doc.get("datacontenttype", "application/json") != "application/json"
     ):
         raise NotBulkableError("an envelope the fast path does not read")
+    try:
+        datetime.fromisoformat(time)
+    except ValueError:  # well-formed, but no time (a 25th hour)
+        raise NotBulkableError("an envelope the fast path does not read") from None
     return RawEvent(event_id, subject, sequence, kind, source, time, data)
 
 
