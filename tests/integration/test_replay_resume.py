@@ -173,3 +173,22 @@ async def test_a_replay_resumes_only_from_the_same_kind_of_source(
     outcome = await replay(ProfileProjection(), engine, OutboxLogSource(url), resume=True)
     assert outcome.resumed_at == "500"
     await assert_profiles_equal(engine, history)
+
+
+async def test_the_command_says_why_it_cannot_resume(
+    isolated_database_url: str, engine: AsyncEngine, redis_url: str, stream: str
+) -> None:
+    history = make_history(1_000)
+    await seed_outbox(isolated_database_url, history)
+    url = sqlalchemy_url(isolated_database_url)
+    with pytest.raises(CrashError):
+        await replay(
+            ProfileProjection(), engine, FailingAfter(OutboxLogSource(url), 1), batch_size=200
+        )
+    env = replay_env(isolated_database_url, USERBUS_BROKER_URL=redis_url, USERBUS_STREAM=stream)
+
+    code, output = await run_userbus(["replay", "profiles", "--source", "stream", "--resume"], env)
+
+    assert code == 1
+    assert "read from the log; resume it with --source log" in output
+    assert "Traceback" not in output
