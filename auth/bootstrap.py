@@ -17,11 +17,14 @@ from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.adapters.rate_limit import LoginLimits, LoginRateLimiter, RedisLoginRateLimiter
+from auth.adapters.service_clients import SqlAlchemyServiceClientRepository
 from auth.domain.model import Principal, User
 from auth.domain.passwords import BcryptPasswordHasher, PasswordHasher
 from auth.security.audit import AuditLog
+from auth.security.service_tokens import ServiceTokenService
 from auth.security.tokens import IssuedToken, TokenService, token_service
 from auth.service_layer.context import AccessTokens, AuthContext, Lifetimes
+from auth.service_layer.service_clients import ServiceAccess, ServiceClients
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
 from infra.mail import Mailer, mailer_from
@@ -73,6 +76,29 @@ def build_context(
         require_profile=settings.require_profile,
     )
     return context, resources
+
+
+def build_service_clients(engine: AsyncEngine, audit: AuditLog | None = None) -> ServiceClients:
+    """What `userbus service ...` administers clients with (no signing key needed)."""
+    return ServiceClients(SqlAlchemyServiceClientRepository(engine), audit or AuditLog())
+
+
+def build_service_access(
+    settings: AuthSettings, engine: AsyncEngine, *, keys: TokenService, context: AuthContext
+) -> ServiceAccess:
+    """What the token endpoint's client-credentials grant and the event feed work with."""
+    service_tokens = ServiceTokenService(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.feed_audience,
+        ttl=timedelta(seconds=settings.service_token_ttl_seconds),
+    )
+    return ServiceAccess(
+        repository=SqlAlchemyServiceClientRepository(engine),
+        audit=context.audit,
+        tokens=service_tokens,
+        user_tokens=context.tokens,
+    )
 
 
 class LazyTokenService:

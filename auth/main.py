@@ -7,13 +7,16 @@ from dataclasses import replace
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from auth.adapters.outbox_notifications import OutboxNotifications
 from auth.api.deps import Services
 from auth.api.errors import install_error_handlers
 from auth.api.routes import auth as auth_routes
-from auth.api.routes import health, jwks, passwords, users
-from auth.bootstrap import Overrides, build_context
+from auth.api.routes import events, health, jwks, passwords, users
+from auth.bootstrap import Overrides, build_context, build_service_access
 from auth.security.tokens import token_service
 from auth.settings import AuthSettings
+from infra.event_log import PostgresEventLog
+from producers.outbox import DEFAULT_SCHEMA, notify_channel
 
 
 def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> FastAPI:
@@ -27,10 +30,27 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
         )
         try:
             # The API verifies tokens from its first request: a bad key stops it here.
-            tokens = given.tokens or token_service(settings)
+            keys = token_service(settings)
+            tokens = given.tokens or keys
             context, resources = build_context(settings, engine, replace(given, tokens=tokens))
+            # The event feed reads the outbox through its own small pool, opened on demand.
+            log = PostgresEventLog(
+                settings.database_url, schema=DEFAULT_SCHEMA, pool_size=settings.feed_pool_size
+            )
+            wakeups = OutboxNotifications(
+                settings.database_url, channel=notify_channel(DEFAULT_SCHEMA)
+            )
+            resources.push_async_callback(log.close)
+            resources.push_async_callback(wakeups.close)
             async with resources:
-                app.state.services = Services(settings=settings, engine=engine, auth=context)
+                app.state.services = Services(
+                    settings=settings,
+                    engine=engine,
+                    auth=context,
+                    access=build_service_access(settings, engine, keys=keys, context=context),
+                    event_log=log,
+                    wakeups=wakeups,
+                )
                 yield
         finally:
             await engine.dispose()
@@ -47,6 +67,7 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
         passwords.router,
         jwks.router,
         health.router,
+        events.router,
     ):
         app.include_router(router)
     return app

@@ -32,6 +32,12 @@ class AuthSettings(MailSettings, DatabaseSettings):
     refresh_token_ttl_days: int = Field(default=30, ge=1)
     password_reset_ttl_minutes: int = Field(default=30, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+    # The event feed (GET /events): service tokens carry their own audience, so that neither
+    # the user routes nor downstream services accept them, and the feed accepts nothing else.
+    feed_audience: str = Field(default="userbus-feed", min_length=1)
+    service_token_ttl_seconds: int = Field(default=300, ge=30)
+    # Connections of the feed's own pool (infra.event_log.PostgresEventLog), opened on demand.
+    feed_pool_size: int = Field(default=4, ge=1)
     # Failed-login counters live in Redis, so that every API instance sees the same counts.
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of this deployment's Redis keys (several deployments may share one Redis).
@@ -50,6 +56,12 @@ class AuthSettings(MailSettings, DatabaseSettings):
     pending_registration_timeout_seconds: float = Field(default=300.0, gt=0)
     registration_sweep_interval_seconds: float = Field(default=10.0, gt=0)
     profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
+
+    @model_validator(mode="after")
+    def _feed_audience_is_not_the_users(self) -> "AuthSettings":
+        if self.feed_audience == self.jwt_audience:
+            raise ValueError("USERBUS_FEED_AUDIENCE must differ from USERBUS_JWT_AUDIENCE")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> "AuthSettings":

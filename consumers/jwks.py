@@ -4,32 +4,40 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
-from uuid import UUID
 
 import httpx
 import jwt
 
 from consumers.errors import ConsumerError
+from consumers.jwt_checks import (
+    REQUIRED_CLAIMS,
+    TokenRejectedError,
+    VerifiedClaims,
+    checked_claims,
+    decode_segment,
+    json_object,
+    split_token,
+)
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "REQUIRED_CLAIMS",
+    "JwksUnavailableError",
+    "JwksVerifier",
+    "TokenRejectedError",
+    "VerifiedClaims",
+]
 
 # Only signatures made with a private key: an HMAC "key" taken from a JWKS would be public.
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
-REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti"]
-
-
-class TokenRejectedError(ConsumerError):
-    """The token is not one the issuer signed for us, or no longer valid; `reason` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"token rejected: {reason}")
-        self.reason = reason
+# Distinct header segments whose key decision is kept (one per key in practice): forged
+# headers cannot grow the cache without bound.
+MAX_CACHED_HEADERS = 64
 
 
 class JwksUnavailableError(ConsumerError):
@@ -41,17 +49,6 @@ class JwksUnavailableError(ConsumerError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class VerifiedClaims:
-    """Who a verified access token speaks for."""
-
-    user_id: UUID
-    username: str
-    role: str
-    session_id: UUID | None
-    expires_at: datetime
-
-
 class JwksVerifier:
     """Verifies access tokens with the keys of a JWKS URL, fetched lazily and cached.
 
@@ -60,6 +57,10 @@ class JwksVerifier:
     any cause start at most once per `min_refetch_seconds`, so a flood of forged tokens
     cannot turn into a flood of requests to the issuer. When a refetch fails, the keys in
     hand stay in use.
+
+    Each token is read once, strictly (consumers/jwt_checks.py). Which key a header segment
+    names, its algorithm checked, is decided once and kept until the key set is fetched
+    again, so the per-token work is the signature, the payload and the claims.
     """
 
     def __init__(
@@ -89,48 +90,58 @@ class JwksVerifier:
         self._http = http
         self._owns_http = http is None
         self._keys: dict[str, jwt.PyJWK] | None = None
+        # Header segment -> the key of the current set it names, its algorithm checked.
+        self._decisions: dict[str, jwt.PyJWK] = {}
         self._fetched_at = 0.0
         self._attempted_at: float | None = None
         self._lock = asyncio.Lock()
 
     async def verify(self, token: str) -> VerifiedClaims:
         """The claims of a valid token; TokenRejectedError (with a reason) for any other."""
+        parts = split_token(token)
+        key = self._decisions.get(parts.header)
+        if key is None or self._clock() - self._fetched_at >= self._cache_seconds:
+            key = await self._decide(parts.header)
+        signature = decode_segment(parts.signature, "signature")
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenRejectedError("the token is not a JWT") from exc
+            valid = key.Algorithm.verify(parts.signing_input, key.key, signature)
+        except (ValueError, TypeError):  # a signature of the wrong shape for the key
+            valid = False
+        if not valid:
+            raise TokenRejectedError("the signature does not verify")
+        # Only now is the payload read: nothing in it is trusted before the signature.
+        claims = json_object(parts.payload, "payload")
+        return checked_claims(
+            claims,
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=self._leeway,
+            now=time.time(),
+        )
+
+    async def _decide(self, header_segment: str) -> jwt.PyJWK:
+        """The key a header segment names, checked against the header's algorithm, and cached.
+
+        Every token of one key has the same header segment, so this runs once per key, and
+        again once the key set is fetched anew or stale, not once per token.
+        """
+        header = json_object(header_segment, "header")
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise TokenRejectedError(f"the algorithm {alg!r} is not accepted")
         if not isinstance(kid, str):
             raise TokenRejectedError("the token names no signing key (kid)")
+        # No JWS extension is understood here (RFC 7515 4.1.11), nor an unencoded payload.
+        if "crit" in header or header.get("b64", True) is not True:
+            raise TokenRejectedError("the token asks for a JWS extension (crit, b64)")
         key = await self._key(kid)
         # The key fixes its algorithm: a token cannot choose to be checked another way.
         if key.algorithm_name != alg:
             raise TokenRejectedError(f"the key {kid!r} signs with {key.algorithm_name}, not {alg}")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": REQUIRED_CLAIMS},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise TokenRejectedError("the token has expired") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise TokenRejectedError("the token is meant for another audience") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise TokenRejectedError("the token comes from another issuer") from exc
-        except jwt.MissingRequiredClaimError as exc:
-            raise TokenRejectedError(f"the token lacks the {exc.claim!r} claim") from exc
-        except jwt.InvalidSignatureError as exc:
-            raise TokenRejectedError("the signature does not verify") from exc
-        except jwt.PyJWTError as exc:
-            raise TokenRejectedError(f"invalid token: {exc}") from exc
-        return _claims(claims)
+        if len(self._decisions) >= MAX_CACHED_HEADERS:
+            self._decisions.clear()
+        self._decisions[header_segment] = key
+        return key
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier made it (a given one belongs to the caller)."""
@@ -182,6 +193,7 @@ class JwksVerifier:
                 logger.warning("fetching the JWKS at %s failed: %s", self.jwks_url, exc)
                 return self._keys_or_raise(str(exc))
             self._keys, self._fetched_at = keys, self._clock()
+            self._decisions.clear()  # they name keys of the old set
             return keys
 
     def _keys_or_raise(self, reason: str) -> dict[str, jwt.PyJWK]:
@@ -205,21 +217,3 @@ class JwksVerifier:
         if not keys:
             raise ValueError("the JWKS holds no signing key for the accepted algorithms")
         return keys
-
-
-def _claims(claims: dict[str, Any]) -> VerifiedClaims:
-    try:
-        username, role, session = claims["username"], claims["role"], claims.get("sid")
-        if not (isinstance(username, str) and username and isinstance(role, str) and role):
-            raise ValueError("username and role must be non-empty strings")
-        return VerifiedClaims(
-            user_id=UUID(claims["sub"]),
-            username=username,
-            role=role,
-            session_id=UUID(session) if session is not None else None,
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
-    except KeyError as exc:
-        raise TokenRejectedError(f"the token lacks the {exc.args[0]!r} claim") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise TokenRejectedError(f"the token's claims are malformed: {exc}") from exc

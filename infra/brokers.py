@@ -7,9 +7,11 @@ Streams, `kafka://host:port[,host:port]` a Kafka cluster.
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from infra.dead_letters import DeadLetterQueue
+from infra.erasure import ErasedEntries, RedactedHistories
 from infra.kafka.urls import KAFKA_SCHEME, kafka_servers
 from infra.publishing import EventPublisher, TopicLayout
 from infra.reading import GroupReader, ReaderOptions, StreamHistory
@@ -46,6 +48,17 @@ class Broker(Protocol):
 
     async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
         """Create the stream or topic unless it exists; whether this call created it."""
+        ...
+
+    async def erase(
+        self, stream: str, redacted: RedactedHistories, *, since: datetime
+    ) -> ErasedEntries:
+        """Replace what `stream` keeps of these deleted users' events by the redacted ones.
+
+        Redis: their entries from `since` on are deleted and the redacted events appended
+        (infra/redis/erasure.py). Kafka cannot delete a record: a no-op, the records leave
+        with the topic's retention (`rewritable` is False in the answer).
+        """
         ...
 
 

@@ -6,6 +6,11 @@ registration saga, `outbox_ddl("profiles")`) have exactly this shape. A service 
 `outbox_row(envelope)` rows into `outbox_tables(metadata)[0]` in its own transactions, and
 runs a relay with its schema (`RelaySettings.outbox_schema`).
 
+The outbox is append-only, with one exception: erasure. After a user is deleted and the
+grace period has passed, `userbus prune` redacts the PII in `payload.data` of that user's
+rows (auth/maintenance/erasure.py; ids, types, sequences and times stay). No other UPDATE,
+and no DELETE, is ever made to an outbox.
+
 Changing the outbox: edit `outbox_ddl` here, and add a migration that brings an existing
 database to the new shape. Migration 0001 calls this function, so a fresh database already
 has the new shape before that migration runs: the migration must be idempotent against a
@@ -53,7 +58,8 @@ def outbox_ddl(schema: str) -> list[str]:
     s = check_schema(schema)
     return [
         f"CREATE SCHEMA IF NOT EXISTS {s}",
-        # Also the event log: append-only, so a projection can be rebuilt from it.
+        # Also the event log: append-only (but erasure's redaction), so a projection can be
+        # rebuilt from it.
         f"""
         CREATE TABLE IF NOT EXISTS {s}.outbox (
             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -67,7 +73,7 @@ def outbox_ddl(schema: str) -> list[str]:
         )
         """,
         # The ids the relay has still to publish: it deletes them once the broker has the
-        # events, so the outbox itself is never updated (no rewritten rows and indexes).
+        # events, so the relay never updates the outbox itself (no rewritten rows and indexes).
         f"""
         CREATE TABLE IF NOT EXISTS {s}.outbox_pending (
             id bigint PRIMARY KEY REFERENCES {s}.outbox (id),

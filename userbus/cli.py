@@ -28,8 +28,10 @@ from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, known_projection
+from userbus.prune import prune
 from userbus.replay_command import replay_command
 from userbus.run import run_api, run_consumer, run_until_signal
+from userbus.services import services_app
 
 app = typer.Typer(
     help="userbus: users, passwords and their lifecycle events.", no_args_is_help=True
@@ -38,9 +40,10 @@ events_app = typer.Typer(help="The event contract.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 users_app = typer.Typer(help="Accounts, from the command line.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
-app.add_typer(kafka_app, name="kafka")
-app.add_typer(dlq_app, name="dlq")
+for group, name in ((kafka_app, "kafka"), (dlq_app, "dlq"), (services_app, "service")):
+    app.add_typer(group, name=name)
 app.command()(status)
+app.command()(prune)
 
 
 class Outbox(StrEnum):

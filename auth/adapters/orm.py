@@ -68,6 +68,33 @@ password_resets = Table(
     Column("used_at", DateTime(timezone=True)),
 )
 
-# Index names the repository maps to domain errors.
+# Credentials of the services that read the event feed; the secret only as its digest.
+service_clients = Table(
+    "service_clients",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("client_id", Text, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# One row per deleted user, added by a trigger on `users` in the deleting transaction
+# (migration 0006); `userbus prune` redacts the user's events in the log after the grace
+# period (erased_at), then the broker's copies (broker_erased_at). See auth/maintenance/.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+    Column("erased_at", DateTime(timezone=True)),
+    Column("redacted_events", Integer),
+    Column("broker_erased_at", DateTime(timezone=True)),
+)
+
+# Index names the repositories map to domain errors.
 USERNAME_INDEX = "users_username_lower_key"
 EMAIL_INDEX = "users_email_lower_key"
+SERVICE_NAME_INDEX = "service_clients_active_name"

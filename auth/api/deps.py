@@ -3,15 +3,21 @@
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2, OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.domain.errors import NotAuthenticatedError
 from auth.domain.model import Principal, User
+from auth.domain.service_clients import EVENTS_READ, ServicePrincipal
 from auth.service_layer.context import AuthContext
+from auth.service_layer.feed import Wakeups
+from auth.service_layer.service_clients import ServiceAccess, admit_service
 from auth.service_layer.users import authenticated_user
 from auth.settings import AuthSettings
+from infra.event_log import EventLog
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,9 @@ class Services:
     settings: AuthSettings
     engine: AsyncEngine
     auth: AuthContext
+    access: ServiceAccess
+    event_log: EventLog
+    wakeups: Wakeups
 
 
 async def get_services(request: Request) -> Services:
@@ -72,6 +81,29 @@ async def get_optional_principal(
     return await get_principal(services, token)
 
 
+# The event feed takes service tokens only, from the client-credentials grant.
+_service_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/auth/token", scopes={EVENTS_READ: "read the event log (GET /events)"}
+        )
+    ),
+    scheme_name="ServiceClientCredentials",
+    description="a service token from POST /auth/token with grant_type=client_credentials",
+    auto_error=False,
+)
+
+
+async def get_service(
+    services: Annotated[Services, Depends(get_services)],
+    authorization: Annotated[str | None, Security(_service_scheme, scopes=[EVENTS_READ])],
+) -> ServicePrincipal:
+    """The service client behind the bearer token, allowed to read the event log."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    bearer = token if scheme.lower() == "bearer" and token else None
+    return await admit_service(services.access, token=bearer, scope=EVENTS_READ)
+
+
 async def client_address(request: Request) -> str | None:
     """The client's address (behind a proxy, run uvicorn with --proxy-headers)."""
     return request.client.host if request.client else None
@@ -82,3 +114,4 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 ClientAddress = Annotated[str | None, Depends(client_address)]
+CurrentService = Annotated[ServicePrincipal, Depends(get_service)]

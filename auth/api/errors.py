@@ -12,6 +12,7 @@ from auth.domain.errors import (
     AuthError,
     ConcurrentUpdateError,
     EmailTakenError,
+    InvalidClientError,
     InvalidCredentialsError,
     InvalidCursorError,
     InvalidFieldError,
@@ -32,6 +33,7 @@ STATUS_OF: dict[type[AuthError], int] = {
     ConcurrentUpdateError: 409,
     LastAdminError: 409,
     InvalidCredentialsError: 401,
+    InvalidClientError: 401,
     NotAuthenticatedError: 401,
     InvalidRefreshTokenError: 401,
     PermissionDeniedError: 403,
@@ -70,7 +72,7 @@ async def _limiter_unavailable(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
-_SECRET_FIELDS = ("password", "token")
+_SECRET_FIELDS = ("password", "token", "secret")
 
 
 def _without_secrets(error: dict[str, Any]) -> dict[str, Any]:

@@ -118,14 +118,32 @@ class UserPage(BaseModel):
     next_cursor: str | None
 
 
+# A client id or secret as a form field (Swagger UI may send an empty one with the password
+# grant; an empty one never matches a client).
+ClientField = Annotated[str, Field(max_length=512, json_schema_extra={"pattern": NUL_FREE}), NoNul]
+
+
 class TokenForm(BaseModel):
-    """The OAuth2 password grant's form (Swagger's Authorize sends it)."""
+    """The token endpoint's form: the password grant (Swagger's Authorize sends it), or the
+    client-credentials grant (RFC 6749 4.4), whose credentials come as HTTP Basic or here."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["username", "password"],
+                 "properties": {"grant_type": {"enum": ["password"]}}},
+                {"required": ["grant_type"],
+                 "properties": {"grant_type": {"enum": ["client_credentials"]}}},
+            ]
+        },
+    )  # fmt: skip
 
-    username: Login
-    password: GivenPassword
-    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
+    grant_type: Literal["password", "client_credentials"] | None = None
+    username: Login | None = None
+    password: GivenPassword | None = None
+    client_id: ClientField | None = None
+    client_secret: ClientField | None = None
 
 
 class LoginRequest(_Request):

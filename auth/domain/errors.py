@@ -171,3 +171,44 @@ class RegistrationPendingError(AuthError):
     def __init__(self, username: str) -> None:
         super().__init__("the registration is not complete yet; try again in a moment")
         self.username = username
+
+
+class InvalidClientError(AuthError):
+    """Unknown client id, wrong secret or revoked client: one error for all (RFC 6749 5.2)."""
+
+    code = "invalid_client"
+
+    def __init__(self, reason: str = "invalid") -> None:
+        super().__init__("invalid client credentials")
+        # Why, for the audit log only.
+        self.reason = reason
+
+
+class ServiceNameTakenError(AuthError):
+    """A service client that is not revoked already has this name (case-insensitive)."""
+
+    code = "service_name_taken"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a service client named {name!r} already exists")
+        self.name = name
+
+
+class ServiceClientNotFoundError(AuthError):
+    """No service client that is not revoked has this name."""
+
+    code = "service_client_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no active service client named {name!r}")
+        self.name = name
+
+
+class InvalidServiceNameError(InvalidFieldError):
+    """A service client's name breaks SERVICE_NAME_RULE."""
+
+    code = "invalid_service_name"
+
+    def __init__(self, name: str) -> None:
+        super().__init__("a service name is 1-64 characters of letters, digits, _ . -", "name")
+        self.name = name

@@ -26,6 +26,7 @@ SigningKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 # Clocks of the issuing and the verifying host may differ a little.
 LEEWAY = timedelta(seconds=10)
+REQUIRED_CLAIMS = ("exp", "iat", "sub", "iss", "aud", "jti")
 
 
 @dataclass(frozen=True)
@@ -82,28 +83,39 @@ class TokenService:
         }
         if session_id is not None:
             claims["sid"] = str(session_id)
-        token = jwt.encode(
+        return IssuedToken(token=self.sign(claims), expires_in=int(self._ttl.total_seconds()))
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """`claims` signed with the current key, its `kid` in the header (service tokens too)."""
+        return jwt.encode(
             claims, self._private_key, algorithm=self._algorithm, headers={"kid": self.kid}
         )
-        return IssuedToken(token=token, expires_in=int(self._ttl.total_seconds()))
+
+    def decode(self, token: str, *, audience: str, required: Sequence[str]) -> dict[str, Any]:
+        """The claims of a token one of our keys signed for `audience`, checked and unexpired.
+
+        Raises jwt.PyJWTError (or KeyError for a header without a known `kid`) otherwise.
+        """
+        header = jwt.get_unverified_header(token)
+        key = self._verification_keys.get(header.get("kid", ""))
+        if key is None:
+            raise jwt.InvalidKeyError("the token was signed by an unknown key")
+        # Only the configured algorithm: `none` and algorithm-confusion tokens fail here.
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[self._algorithm],
+            audience=audience,
+            issuer=self._issuer,
+            leeway=LEEWAY,
+            options={"require": list(required)},
+        )
+        return claims
 
     def verify(self, token: str) -> Principal:
         """The principal a token names; NotAuthenticatedError for any token we did not issue."""
         try:
-            header = jwt.get_unverified_header(token)
-            key = self._verification_keys.get(header.get("kid", ""))
-            if key is None:
-                raise NotAuthenticatedError("the token was signed by an unknown key")
-            # Only the configured algorithm: `none` and algorithm-confusion tokens fail here.
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[self._algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=LEEWAY,
-                options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]},
-            )
+            claims = self.decode(token, audience=self._audience, required=REQUIRED_CLAIMS)
             role = claims["role"]
             if role not in ("user", "admin"):
                 raise NotAuthenticatedError("the token names an unknown role")

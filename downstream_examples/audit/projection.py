@@ -1,29 +1,33 @@
-"""AuditProjection: every event of every user, appended to `audit.events` and never changed."""
+"""AuditProjection: every event of every user, appended to `audit.events`, redacted on deletion."""
 
 from collections.abc import Sequence
 from typing import ClassVar
 
-from sqlalchemy import Table, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, func, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from downstream_examples.audit.tables import (
+    REDACTED_FUNCTION,
     REFUSE_CHANGE_FUNCTION,
     SCHEMA,
     audit_events,
     metadata,
     refuse_change_trigger,
 )
-from events import EVENT_TYPES, Envelope, Event
+from events import EVENT_TYPES, Envelope, Event, UserDeleted
 
 
 class AuditProjection(Projection):
     """Appends each event, as delivered, to `audit.events`.
 
     It handles every type of the contract it was built with, and keeps types newer than
-    that contract too, as delivered: an audit log must not have holes. A replay rebuilds
-    the whole log (there is nothing else in the schema to keep).
+    that contract too, as delivered: an audit log must not have holes. On UserDeleted it
+    blanks that user's PII in every row recorded so far (the one change its trigger allows):
+    the log keeps the fact of each event, not who it was. Through the toolkit no event of a
+    user comes after their deletion (it is their last sequence; lower ones are duplicates).
+    A replay rebuilds the whole log (there is nothing else in the schema to keep).
     """
 
     name: ClassVar[str] = SCHEMA
@@ -36,6 +40,7 @@ class AuditProjection(Projection):
         # The base class's lock, held to the end of the transaction, also serialises the
         # function and trigger below between processes starting together.
         await super().create_tables(conn)
+        await conn.execute(text(REDACTED_FUNCTION))
         await conn.execute(text(REFUSE_CHANGE_FUNCTION))
         await conn.execute(text(refuse_change_trigger(self.schema)))
 
@@ -70,3 +75,12 @@ async def _append(conn: AsyncConnection, table: Table, envelopes: Sequence[Envel
     await conn.execute(
         insert(table).values(rows).on_conflict_do_nothing(index_elements=[table.c.event_id])
     )
+    deleted = sorted({e.user_id for e in envelopes if e.type == UserDeleted.type_name()})
+    if deleted:
+        # Only rows that change: a replay from an already redacted log rewrites nothing.
+        redacted = getattr(func, SCHEMA).redacted(table.c.data, table.c.user_id, type_=JSONB)
+        await conn.execute(
+            update(table)
+            .where(table.c.user_id.in_(deleted), table.c.data != redacted)
+            .values(data=redacted)
+        )

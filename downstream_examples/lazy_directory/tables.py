@@ -21,7 +21,8 @@ members = Table(
 
 # Tombstones: a deleted user's tokens stay valid until they expire (15 minutes by default),
 # and must not bring the member back. User ids are never reused, so a tombstone older than
-# the longest token lifetime guards nothing any more and could be pruned.
+# the longest token lifetime guards nothing any more: `userbus prune directory` deletes it
+# (tombstones.py).
 deleted_users = Table(
     "deleted_users",
     metadata,

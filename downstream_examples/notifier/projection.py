@@ -18,6 +18,7 @@ from downstream_examples.notifier.tables import (
     recipients,
 )
 from events import Envelope, Event, PasswordChanged, UserDeleted, UserRegistered, UserUpdated
+from events.erasure import is_erased_email
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class NotifierProjection(Projection):
     (the outbox pattern, on the consumer side); NotificationSender delivers it afterwards.
     Events older than `max_event_age` (a group started at the beginning of a long history)
     update the recipients but owe no mail; None sends for events of any age.
+
+    A deleted user leaves nothing here: UserDeleted removes their address and every mail
+    queued, sent or failed for them (to_address, body). A mail to an erased address (a
+    redacted event, replayed or read late) is never queued: there is nobody to write to.
 
     A replay rebuilds `recipients` and keeps `outgoing`, the mails queued and sent: the
     rebuilding instance notes its mails in the shadow (`owed_mail`), and the swap queues
@@ -149,7 +154,7 @@ class NotifierProjection(Projection):
         subject: str,
         body: str,
     ) -> None:
-        if self._too_old(envelope):
+        if self._too_old(envelope) or is_erased_email(to_address):
             return
         row = {
             "event_id": envelope.id,

@@ -1,8 +1,10 @@
 """Kafka as the broker: every part the registry hands out, on one cluster's servers."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from infra.dead_letters import DeadLetterQueue
+from infra.erasure import ErasedEntries, RedactedHistories
 from infra.kafka.admin import ensure_topic
 from infra.kafka.dead_letters import KafkaDeadLetters
 from infra.kafka.history import KafkaTopicSource
@@ -45,3 +47,9 @@ class KafkaBroker:
     async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
         """Create the topic with `layout` unless it exists; whether this call created it."""
         return await ensure_topic(self.servers, stream, layout or TopicLayout())
+
+    async def erase(
+        self, stream: str, redacted: RedactedHistories, *, since: datetime
+    ) -> ErasedEntries:
+        """Nothing: a record cannot be deleted or rewritten, it leaves with the retention."""
+        return ErasedEntries(rewritable=False)

@@ -1,11 +1,14 @@
 """Redis/Valkey Streams as the broker: every part the registry hands out, on one URL."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from infra.dead_letters import DeadLetterQueue
+from infra.erasure import ErasedEntries, RedactedHistories
 from infra.publishing import EventPublisher, TopicLayout
 from infra.reading import ReaderOptions, StreamHistory
 from infra.redis.dead_letters import RedisDeadLetters
+from infra.redis.erasure import erase_from_stream
 from infra.redis.history import RedisStreamSource
 from infra.redis.publisher import RedisStreamPublisher
 from infra.redis.reader import RedisGroupReader
@@ -44,3 +47,9 @@ class RedisBroker:
     async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
         """Nothing to create: a stream comes into being with its first entry or group."""
         return False
+
+    async def erase(
+        self, stream: str, redacted: RedactedHistories, *, since: datetime
+    ) -> ErasedEntries:
+        """XDEL the users' unredacted entries, appending their redacted events (erasure.py)."""
+        return await erase_from_stream(self.url, stream, redacted, since=since)

@@ -39,6 +39,7 @@ from events import (
     event_from_envelope,
     to_envelope,
 )
+from events.erasure import erased_username, redact_data
 from infra.settings import sqlalchemy_url
 from producers.main import create_relay
 from producers.settings import RelaySettings
@@ -127,7 +128,8 @@ async def test_every_event_type_is_recorded_once_even_when_delivered_twice(
     rows = await recorded(engine, user_id)
     assert [(r["type"], r["sequence"]) for r in rows] == [(e.type, e.sequence) for e in envelopes]
     assert [r["event_id"] for r in rows] == [e.id for e in envelopes]
-    assert [r["data"] for r in rows] == [e.data for e in envelopes]
+    # The history holds the user's deletion: their PII is blanked, everything else kept.
+    assert [r["data"] for r in rows] == [redact_data(e.data, user_id) for e in envelopes]
     assert all(
         r["occurred_at"] == e.time and r["source"] == "/test"
         for r, e in zip(rows, envelopes, strict=True)
@@ -222,7 +224,7 @@ async def test_the_api_returns_a_users_events_in_sequence_order(
             (e.sequence, e.type) for e in envelopes
         ]
         assert body[0]["event_id"] == str(envelopes[0].id)
-        assert body[0]["data"]["username"] == "audited"
+        assert body[0]["data"]["role"] == "user"
         assert {e["user_id"] for e in body} == {str(user_id)}
 
         page = await client.get(
@@ -302,7 +304,10 @@ async def test_registration_password_change_and_deletion_reach_the_audit_api_in_
         ("PasswordChanged", 2),
         ("UserDeleted", 3),
     ]
-    assert body[0]["data"]["username"] == username
+    # The deletion blanked who it was; the facts stay.
+    assert body[0]["data"]["username"] == body[2]["data"]["username"]
+    assert body[0]["data"]["username"] == erased_username(UUID(user["id"]))
+    assert username not in str(body)
     assert body[1]["data"]["reason"] == "change"
     assert body[2]["source"] == body[0]["source"]
     wire = str([e["data"] for e in body]).lower()

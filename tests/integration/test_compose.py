@@ -19,6 +19,7 @@ import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from auth.maintenance.settings import PruneSettings
 from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
 from infra.settings import DatabaseSettings, UserbusSettings
@@ -40,6 +41,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     DatabaseSettings,
     UserbusSettings,
     TopicSettings,
+    PruneSettings,
 )
 # The settings class each command builds from the environment (see userbus/cli.py).
 SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
@@ -50,6 +52,7 @@ SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "relay": RelaySettings,
     "consume": ConsumerSettings,
     "replay": ConsumerSettings,
+    "prune": PruneSettings,
 }
 SECRETS_DIR = PurePosixPath("/run/secrets")
 

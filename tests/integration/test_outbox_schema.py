@@ -143,6 +143,8 @@ async def outbox_shape(conn: asyncpg.Connection, schema: str) -> dict[str, list[
     shape["indexes"] = [row for row in shape["indexes"] if "<schema>.outbox" in row[1]]
     shape["sequences"] = [row for row in shape["sequences"] if row[0].startswith("outbox")]
     shape["triggers"] = [row for row in shape["triggers"] if row[0].startswith("outbox")]
+    # ...and functions of its own (the deletion trigger's that feeds auth.erasures).
+    shape["functions"] = [row for row in shape["functions"] if "outbox" in row[0]]
     return shape
 
 

@@ -1,14 +1,9 @@
 """JwksVerifier: tokens it accepts, forgeries it refuses, and how often it asks for the keys."""
 
 import asyncio
-import base64
-import functools
-import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,91 +11,22 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from consumers.jwks import JwksUnavailableError, JwksVerifier, TokenRejectedError
-
-JWKS_URL = "https://auth.test/.well-known/jwks.json"
-ISSUER = "userbus"
-AUDIENCE = "userbus"
-PrivateKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-
-
-@dataclass
-class SigningKey:
-    """A private key, its algorithm and its kid, as the issuer holds it."""
-
-    private: PrivateKey
-    algorithm: str
-    kid: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def jwk(self) -> dict[str, Any]:
-        """The public JWK the issuer publishes for it."""
-        algorithm = jwt.get_algorithm_by_name(self.algorithm)
-        public = algorithm.to_jwk(self.private.public_key(), as_dict=True)
-        return {**public, "kid": self.kid, "alg": self.algorithm, "use": "sig"}
-
-    def sign(self, **overrides: Any) -> str:
-        """A token as the auth service issues it, with claims replaced or removed (None)."""
-        now = datetime.now(UTC)
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": str(uuid.uuid4()),
-            "username": "alice",
-            "role": "user",
-            "iat": now,
-            "exp": now + timedelta(minutes=15),
-            "jti": str(uuid.uuid4()),
-            "sid": str(uuid.uuid4()),
-        }
-        claims.update(overrides)
-        claims = {name: value for name, value in claims.items() if value is not None}
-        return jwt.encode(claims, self.private, algorithm=self.algorithm, headers={"kid": self.kid})
-
-
-@functools.cache
-def rsa_private_key() -> rsa.RSAPrivateKey:
-    """One RSA key for the module: they are slow to make."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def make_key(algorithm: str = "EdDSA") -> SigningKey:
-    """A signing key with a kid of its own (new for EdDSA, the module's one for RS256)."""
-    if algorithm == "EdDSA":
-        return SigningKey(ed25519.Ed25519PrivateKey.generate(), algorithm)
-    return SigningKey(rsa_private_key(), algorithm)
-
-
-@dataclass
-class FakeJwksServer:
-    """The issuer's JWKS endpoint: serves `keys`, counts requests, fails on demand."""
-
-    keys: list[SigningKey]
-    requests: int = 0
-    status: int = 200
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer one GET of the key set."""
-        assert str(request.url) == JWKS_URL
-        self.requests += 1
-        if self.status != 200:
-            return httpx.Response(self.status, text="unavailable")
-        return httpx.Response(200, json={"keys": [key.jwk() for key in self.keys]})
-
-
-@dataclass
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Let `seconds` pass."""
-        self.now += seconds
+from tests.unit.jwks_helpers import (
+    AUDIENCE,
+    ISSUER,
+    JWKS_URL,
+    FakeClock,
+    FakeJwksServer,
+    SigningKey,
+    b64url,
+    forge,
+    make_key,
+    make_verifier,
+    payload,
+    rejection,
+)
 
 
 @pytest.fixture
@@ -127,37 +53,6 @@ async def http(server: FakeJwksServer) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def verifier(http: httpx.AsyncClient, clock: FakeClock) -> JwksVerifier:
     return make_verifier(http, clock)
-
-
-def make_verifier(http: httpx.AsyncClient, clock: FakeClock, **options: Any) -> JwksVerifier:
-    """A verifier of the fake issuer's tokens: 300 s cache, one refetch per 10 s at most."""
-    return JwksVerifier(
-        JWKS_URL, issuer=ISSUER, audience=AUDIENCE, http=http, clock=clock, **options
-    )
-
-
-def forge(header: dict[str, Any], claims: dict[str, Any], secret: bytes = b"") -> str:
-    """A token with any header, HMAC-SHA256-signed with `secret` (empty for alg none)."""
-
-    def b64(data: bytes) -> bytes:
-        return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-    signing_input = b64(json.dumps(header).encode()) + b"." + b64(json.dumps(claims).encode())
-    signature = hmac.new(secret, signing_input, hashlib.sha256).digest() if secret else b""
-    return (signing_input + b"." + b64(signature)).decode()
-
-
-def payload(token: str) -> dict[str, Any]:
-    """The claims of a token, unverified."""
-    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return claims
-
-
-async def rejection(verifier: JwksVerifier, token: str) -> str:
-    """The reason the verifier gives for refusing `token`."""
-    with pytest.raises(TokenRejectedError) as caught:
-        await verifier.verify(token)
-    return caught.value.reason
 
 
 @pytest.mark.parametrize("algorithm", ["EdDSA", "RS256"])
@@ -394,7 +289,7 @@ async def test_a_token_expired_within_the_leeway_is_accepted(
 async def test_a_tampered_token_is_rejected(verifier: JwksVerifier, key: SigningKey) -> None:
     header, _, signature = key.sign().split(".")
     claims = payload(key.sign(role="user")) | {"role": "admin"}
-    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    body = b64url(json.dumps(claims).encode())
     reason = await rejection(verifier, f"{header}.{body}.{signature}")
     assert "signature" in reason
 

@@ -8,10 +8,11 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from auth.maintenance.settings import PruneSettings
 from auth.settings import AuthSettings
 from consumers.settings import ConsumerSettings
 from downstream_examples.audit.settings import AuditSettings
-from downstream_examples.lazy_directory.settings import DirectorySettings
+from downstream_examples.lazy_directory.settings import DirectorySettings, TombstoneSettings
 from downstream_examples.notifier.main import create_mailer
 from downstream_examples.notifier.settings import NotifierSettings
 from infra.mail import FileMailbox, SmtpMailer, mailer_from
@@ -54,6 +55,9 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_REFRESH_TOKEN_TTL_DAYS": 30,
         "USERBUS_PASSWORD_RESET_TTL_MINUTES": 30,
         "USERBUS_DB_POOL_SIZE": 10,
+        "USERBUS_FEED_AUDIENCE": "userbus-feed",
+        "USERBUS_SERVICE_TOKEN_TTL_SECONDS": 300,
+        "USERBUS_FEED_POOL_SIZE": 4,
         "USERBUS_REDIS_URL": "redis://127.0.0.1:6379/0",
         "USERBUS_REDIS_KEY_PREFIX": "userbus",
         "USERBUS_LOGIN_LIMIT_PER_USERNAME": 5,
@@ -105,6 +109,26 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_JWKS_URL": REQUIRED,
         "USERBUS_JWT_ISSUER": "userbus",
         "USERBUS_JWT_AUDIENCE": "userbus",
+    },
+    PruneSettings: {
+        **SHARED,
+        "USERBUS_DATABASE_URL": REQUIRED,
+        "USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "USERBUS_STREAM": "userbus.users",
+        "USERBUS_ERASURE_GRACE_SECONDS": 900.0,
+        "USERBUS_PRUNE_SESSIONS_AFTER_SECONDS": 86_400.0,
+        "USERBUS_PRUNE_REFRESH_TOKENS_AFTER_SECONDS": 86_400.0,
+        "USERBUS_PRUNE_RESET_TOKENS_AFTER_SECONDS": 86_400.0,
+        "USERBUS_PRUNE_BATCH_SIZE": 1000,
+        "USERBUS_ERASURE_BATCH_USERS": 100,
+    },
+    TombstoneSettings: {
+        **SHARED,
+        "USERBUS_DATABASE_URL": REQUIRED,
+        # The auth service's variable: both must agree on how long a token verifies.
+        "USERBUS_ACCESS_TOKEN_TTL_SECONDS": 900,
+        "USERBUS_TOMBSTONE_MARGIN_SECONDS": 300,
+        "USERBUS_PRUNE_BATCH_SIZE": 1000,
     },
     NotifierSettings: {
         **SHARED,

@@ -1,15 +1,18 @@
 """/auth: logging in (JSON, OAuth2 form, HTTP Basic), refreshing and logging out."""
 
 from typing import Annotated
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from auth.api.deps import ClientAddress, CurrentPrincipal, ServicesDep
 from auth.api.errors import error_body
+from auth.api.feed_schemas import ServiceTokenOut
 from auth.api.schemas import LoginRequest, RefreshRequest, TokenForm, TokenOut, UserOut
-from auth.domain.errors import InvalidCredentialsError
+from auth.domain.errors import InvalidClientError, InvalidCredentialsError
 from auth.service_layer.authentication import (
     TokenPair,
     check_credentials,
@@ -18,9 +21,31 @@ from auth.service_layer.authentication import (
     log_out_everywhere,
     refresh,
 )
+from auth.service_layer.service_clients import issue_service_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 _basic = HTTPBasic(auto_error=False, realm="userbus")
+# A service client's id and secret at the token endpoint (RFC 6749 2.3.1), optional there:
+# the password grant needs none, and a client may send them as form fields instead.
+_client_basic = HTTPBasic(
+    scheme_name="ClientBasic",
+    description="a service client's id and secret, for grant_type=client_credentials",
+    auto_error=False,
+)
+
+
+def client_credentials(form: TokenForm, basic: HTTPBasicCredentials | None) -> tuple[str, str]:
+    """The client id and secret, from HTTP Basic (RFC 6749 2.3.1) or from the form."""
+    in_form = form.client_id is not None or form.client_secret is not None
+    if basic is not None and in_form:
+        # RFC 6749 2.3: a client uses one authentication method per request.
+        raise InvalidClientError("several_methods")
+    if basic is not None:
+        # The id and secret are form-encoded before they are put into Basic (2.3.1).
+        return unquote_plus(basic.username), unquote_plus(basic.password)
+    if form.client_id is None or form.client_secret is None:
+        raise InvalidClientError("no_credentials")
+    return form.client_id, form.client_secret
 
 
 def _token_out(pair: TokenPair) -> TokenOut:
@@ -37,13 +62,35 @@ async def login(body: LoginRequest, services: ServicesDep, address: ClientAddres
     )
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post(
+    "/token",
+    response_model=TokenOut | ServiceTokenOut,
+    responses={401: {"description": "bad credentials"}},
+    openapi_extra={"security": [{}]},  # appended to the generated one: Basic is optional
+)
 async def token(
     form: Annotated[TokenForm, Form()],
     services: ServicesDep,
     address: ClientAddress,
-) -> TokenOut:
-    """The OAuth2 password flow (form fields `username`, `password`): Swagger's Authorize."""
+    client: Annotated[HTTPBasicCredentials | None, Depends(_client_basic)],
+) -> TokenOut | ServiceTokenOut:
+    """OAuth 2.0 token endpoint: the password grant (Swagger's Authorize), or client credentials.
+
+    `grant_type=client_credentials` with a service client's id and secret (HTTP Basic, or the
+    form fields `client_id` and `client_secret`) gives a short-lived token for the event feed.
+    """
+    if form.grant_type == "client_credentials":
+        client_id, secret = client_credentials(form, client)
+        issued, scope = await issue_service_token(
+            services.access, client_id=client_id, client_secret=secret, address=address
+        )
+        return ServiceTokenOut(access_token=issued.token, expires_in=issued.expires_in, scope=scope)
+    if form.username is None or form.password is None:
+        missing = "username" if form.username is None else "password"
+        # Raised here rather than by the form's validator, which would echo the whole form
+        # (password included) in the error's `input`.
+        error = {"type": "missing", "loc": ("body", missing), "msg": "Field required"}
+        raise RequestValidationError([error])
     return _token_out(
         await log_in(services.auth, login=form.username, password=form.password, address=address)
     )

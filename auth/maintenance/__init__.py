@@ -1,0 +1,1 @@
+"""Housekeeping of the auth database: pruning what has expired, erasing deleted users."""
