@@ -12,6 +12,9 @@ class ReplaySettings(ConsumerSettings):
     replay_batch_size: int = Field(default=10_000, ge=100, le=100_000)
     # Off a terminal, a progress line this often (on one, a bar).
     replay_progress_seconds: float = Field(default=5.0, gt=0)
-    # `--source feed`: the auth service's event feed and a service token for it.
+    # `--source feed`: the auth service's event feed (http://auth:8000/events), read with a
+    # service token, or with a service client's credentials (tokens renewed as it goes).
     feed_url: str | None = None
     feed_token: SecretStr | None = None
+    feed_client_id: str | None = None
+    feed_client_secret: SecretStr | None = None

@@ -61,11 +61,16 @@ class ReplaySource(Protocol):
 
 
 class LogSource:
-    """The event log by position (the outbox id): `PostgresEventLog`, or the feed's client."""
+    """The event log by position (the outbox id): `PostgresEventLog`, or the feed's client.
 
-    def __init__(self, log: EventLog, kind: str = "log") -> None:
+    `page_limit` is the most one request may ask for (the feed serves pages of up to
+    1,000): a replay's page of `size` events is then gathered from several requests.
+    """
+
+    def __init__(self, log: EventLog, kind: str = "log", *, page_limit: int | None = None) -> None:
         self.kind = kind
         self._log = log
+        self._page_limit = page_limit
 
     async def total(self) -> int:
         """The log's commit-safe head: positions are outbox ids, about one per event."""
@@ -83,14 +88,23 @@ class LogSource:
         """Pages of the log until it is caught up with its commit-safe head."""
         start = int(after or 0)
         while True:
-            page = await self._log.page(start, size)
-            if page.rows or page.next != start:
-                yield SourcePage(
-                    [payload for _, payload in page.rows], None, str(page.next), page.next - start
-                )
-            if page.caught_up:
+            rows, position, caught_up = await self._gather(start, size)
+            if rows or position != start:
+                yield SourcePage(rows, None, str(position), position - start)
+            if caught_up:
                 return
-            start = page.next
+            start = position
+
+    async def _gather(self, start: int, size: int) -> tuple[list[str], int, bool]:
+        rows: list[str] = []
+        position = start
+        while True:
+            limit = min(size - len(rows), self._page_limit or size)
+            page = await self._log.page(position, limit)
+            rows.extend(payload for _, payload in page.rows)
+            position = page.next
+            if page.caught_up or len(rows) >= size:
+                return rows, position, page.caught_up
 
     async def events_of(self, user_id: UUID, after_sequence: int) -> list[Envelope]:
         """From the log."""
