@@ -72,7 +72,8 @@ async def replay(
             start = history.resume_from(checkpoint.position)
             events = checkpoint.events if start == checkpoint.position else 0
             state = BuildState(start, events)
-            progress.start(await history.total(), history.progress_at(start, events))
+            total, done = await history.total(), history.progress_at(start, events)
+            progress.start(total, done)
             applier = ProjectionApplier(shadow)
             for _ in range(MAX_CATCH_UP_PASSES):
                 read = await build_pass(

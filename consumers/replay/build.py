@@ -9,7 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.applier import BatchOutcome, ProjectionApplier
-from consumers.replay.bulk import PreparedPage, apply_page, prepare_page
+from consumers.replay.bulk import apply_page
+from consumers.replay.prepare import PreparedPage, prepare_page
 from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
 from consumers.replay.sources import ReplaySource, SourcePage

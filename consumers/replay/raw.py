@@ -77,9 +77,9 @@ def parse_raw(raw: str | bytes) -> RawEvent:
 class BulkRows(Protocol):
     """A projection's fast path into a replay's shadow: its rows from raw events, in bulk.
 
-    `prepare` checks and converts one event of a handled type (it runs in a worker
-    thread, ahead of the writes). `plan` sees a batch's due events (duplicates dropped)
-    in order, with what `prepare` made of them, and which of their users the shadow
+    `prepare` checks and converts one event of a handled type (it runs in a thread,
+    ahead of the writes). `plan` sees a batch's due events (duplicates dropped) in order, as
+    (subject, type, what `prepare` made of it), and which of their users the shadow
     already tracks (the others have no row yet). Both raise NotBulkableError for anything
     they do not handle, before anything is written. `write` then writes the plan on the
     batch's connection (COPY, multi-row statements).
@@ -92,7 +92,7 @@ class BulkRows(Protocol):
         """The event's data checked as the models would, in the form `plan` wants."""
         ...
 
-    def plan(self, due: Sequence[tuple[RawEvent, Any]], tracked: Set[str]) -> Any:
+    def plan(self, due: Sequence[tuple[str, str, Any]], tracked: Set[str]) -> Any:
         """What to write for these events; NotBulkableError to leave them to the models."""
         ...
 

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState
-from consumers.replay.bulk import apply_page, prepare_page
+from consumers.replay.bulk import apply_page
+from consumers.replay.prepare import prepare_page
 from consumers.replay.shadow import ReplayError, old_schema
 from consumers.replay.sources import ReplaySource
 from events import Envelope

@@ -58,17 +58,16 @@ class ProfileBulkRows:
         _deletion(event.data)
         return None
 
-    def plan(self, due: Sequence[tuple[RawEvent, Any]], tracked: Set[str]) -> ProfilePlan:
+    def plan(self, due: Sequence[tuple[str, str, Any]], tracked: Set[str]) -> ProfilePlan:
         """Fold the batch per user; NotBulkableError for what the normal path must do."""
         plan = ProfilePlan()
-        for event, prepared in due:
-            subject = event.subject
-            if event.type == REGISTERED:
+        for subject, kind, prepared in due:
+            if kind == REGISTERED:
                 if subject in tracked:
                     raise NotBulkableError("a registration of a user already tracked")
                 if plan.rows.get(subject) is None:
                     plan.rows[subject] = prepared
-            elif event.type == UPDATED:
+            elif kind == UPDATED:
                 if prepared is None:
                     continue
                 if subject in tracked:
