@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.consumer import ProjectionConsumer, reader_options
+from consumers.healing import event_log_for
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from infra.brokers import broker_for
@@ -21,7 +22,8 @@ def create_consumer_app(
     """A consumer of the configured stream (Redis) or topic (Kafka) for `projection`.
 
     The broker's group reader and dead-letter queue come from the registry; tests may pass
-    their own reader.
+    their own reader. It heals from the event log when the settings name one
+    (consumers/healing.py: USERBUS_EVENT_LOG_URL, or USERBUS_FEED_URL).
     """
     broker = broker_for(settings.broker_url)
     return ProjectionConsumer(
@@ -30,4 +32,5 @@ def create_consumer_app(
         reader or broker.group_reader(reader_options(settings, projection)),
         broker.dead_letters(settings.stream),
         engine=engine,
+        log=event_log_for(settings),
     )

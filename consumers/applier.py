@@ -8,6 +8,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consumers.healing import GapFiller
 from consumers.projection import Projection
 from consumers.tracking import lock_positions, save_positions, tracking_table
 from events import (
@@ -30,7 +31,9 @@ class BatchOutcome:
     duplicates: int = 0
     # Known types this projection does not handle, and types newer than this contract.
     skipped: int = 0
+    # Sequence jumps applied as they came, and events taken from the log to fill jumps.
     gaps: int = 0
+    backfilled: int = 0
     rejected: list[tuple[Envelope, str]] = field(default_factory=list)
 
     def add(self, other: "BatchOutcome") -> None:
@@ -39,6 +42,7 @@ class BatchOutcome:
         self.duplicates += other.duplicates
         self.skipped += other.skipped
         self.gaps += other.gaps
+        self.backfilled += other.backfilled
         self.rejected.extend(other.rejected)
 
 
@@ -71,13 +75,16 @@ class ProjectionApplier:
 
     Per user: a sequence at or below the recorded one is a duplicate and changes nothing;
     the next one is applied; one further ahead means events are missing (trimmed history,
-    or a group that started late): it is applied with a warning rather than blocking that
-    user forever, and `userbus replay` rebuilds from the complete event log.
+    a broker that lost data, a group that started late). With a GapFiller, the missing
+    events are taken from the event log and applied first, in the same transaction;
+    without one, the event is applied with a warning rather than blocking that user
+    forever, and `userbus replay` rebuilds from the complete event log.
     """
 
-    def __init__(self, projection: Projection) -> None:
+    def __init__(self, projection: Projection, gaps: GapFiller | None = None) -> None:
         self.projection = projection
         self.tracking = tracking_table(projection.schema)
+        self.gap_filler = gaps
 
     async def setup(self, conn: AsyncConnection) -> None:
         """Create the projection's schema, tables and tracking table if missing."""
@@ -96,6 +103,8 @@ class ProjectionApplier:
         if not batch:
             return outcome
         positions, created = await lock_positions(conn, self.tracking, _final_positions(batch))
+        if self.gap_filler is not None:
+            batch = await self._fill_gaps(batch, positions, outcome)
         advanced: dict[UUID, int] = {}
         due: list[tuple[Event, Envelope]] = []
         for item in batch:
@@ -139,6 +148,34 @@ class ProjectionApplier:
         await self._apply_due(conn, due)
         await save_positions(conn, self.tracking, advanced)
         return outcome
+
+    async def _fill_gaps(
+        self, batch: Sequence[Decoded], positions: dict[UUID, int], outcome: BatchOutcome
+    ) -> Sequence[Decoded]:
+        """The batch with each user's missing events from the log before the first new one."""
+        assert self.gap_filler is not None
+        first: dict[UUID, Decoded] = {}
+        for item in batch:
+            subject = item.envelope.user_id
+            if subject not in first and item.envelope.sequence > positions[subject]:
+                first[subject] = item
+        gaps = {
+            subject: (positions[subject], item.envelope.sequence)
+            for subject, item in first.items()
+            if item.envelope.sequence > positions[subject] + 1
+        }
+        if not gaps:
+            return batch
+        missing = await self.gap_filler.missing(gaps)
+        filled: list[Decoded] = []
+        for item in batch:
+            subject = item.envelope.user_id
+            if first.get(subject) is item and missing.get(subject):
+                found = missing.pop(subject)
+                filled += [decode(envelope) for envelope in found]
+                outcome.backfilled += len(found)
+            filled.append(item)
+        return filled
 
     async def _apply_due(self, conn: AsyncConnection, due: list[tuple[Event, Envelope]]) -> None:
         if due:

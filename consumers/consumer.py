@@ -9,13 +9,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.applier import BatchOutcome, Decoded, ProjectionApplier
+from consumers.catch_up import LogCatchUp
 from consumers.errors import ConsumerFailedError
+from consumers.healing import GapFiller
 from consumers.memory import tune_garbage_collection
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
 from consumers.settler import BatchSettler
 from infra.dead_letters import DeadLetter, DeadLetterQueue
-from infra.publishing import TopicLayout
+from infra.event_log import EventLog
+from infra.publishing import TopicLayout, retention_ms
 from infra.reading import GroupReader, ReaderOptions
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,11 @@ def reader_options(settings: ConsumerSettings, projection: Projection) -> Reader
         batch_size=settings.consumer_batch_size,
         start=settings.consumer_start,
         claim_idle_ms=settings.consumer_claim_idle_ms,
-        layout=TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor),
+        layout=TopicLayout(
+            settings.kafka_partitions,
+            settings.kafka_replication_factor,
+            retention_ms(settings.kafka_retention_hours),
+        ),
         session_timeout_ms=settings.kafka_session_timeout_ms,
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
     )
@@ -68,6 +75,9 @@ class ProjectionConsumer:
     transaction for the previous one runs, so that this process's CPU work overlaps the
     database's. The applier takes batches in the order they were read, and does not move
     on from one until it is applied and acknowledged.
+
+    With the event log (consumers/healing.py), it heals from it: sequence gaps are filled,
+    and a group whose stream no longer holds what it needs reads the log first.
     """
 
     def __init__(
@@ -78,16 +88,18 @@ class ProjectionConsumer:
         dead_letters: DeadLetterQueue,
         *,
         engine: AsyncEngine | None = None,
+        log: EventLog | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
+        self.log = log
         self.group = consumer_group(settings, projection)
         # No pre-ping: a connection lost with the database fails its batch with a
         # disconnect error, which invalidates it and is retried in place (see the settler).
         self.engine = engine or create_async_engine(settings.database_url)
         self._stopping = asyncio.Event()
         self.settler = BatchSettler(
-            ProjectionApplier(projection),
+            ProjectionApplier(projection, GapFiller(log, self.group) if log else None),
             self.engine,
             dead_letters,
             group=self.group,
@@ -112,6 +124,11 @@ class ProjectionConsumer:
         """Create the projection's tables, connect, and start consuming in the background."""
         async with self.engine.begin() as conn:
             await self.settler.applier.setup(conn)
+        catch_up = None
+        if self.log is not None:
+            size = self.settings.consumer_batch_size
+            catch_up = LogCatchUp(self.log, self.settler, group=self.group, page_size=size)
+        await self.reader.catch_up(catch_up)
         await self.reader.connect(self.handle, self._stopping)
         tune_garbage_collection(self.settings.consumer_gc_threshold)
         # One batch read ahead: enough to overlap, and a stop leaves little unacknowledged.
@@ -154,6 +171,8 @@ class ProjectionConsumer:
                     logger.warning("%s: stopped during a batch: %r", self.group, outcome)
         await self.reader.close()
         await self.settler.dead_letters.close()
+        if self.log is not None:
+            await self.log.close()
         await self.engine.dispose()
 
     async def _read(self, queue: "asyncio.Queue[Delivery]") -> None:

@@ -3,7 +3,7 @@
 import socket
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from events import DEFAULT_STREAM
 from infra.brokers import broker_kind
@@ -16,8 +16,16 @@ class ConsumerSettings(UserbusSettings):
     database_url: SqlAlchemyUrl = Field(
         description="PostgreSQL URL of the projection's own database"
     )
-    # Replay from the event log reads the auth service's outbox; by default the same database.
+    # The auth service's database, whose outbox is the event log. Replay reads it (by default
+    # the projection's own database); set, a consumer also heals from it (consumers/healing.py:
+    # a user's missing events backfilled, a new group on a trimmed stream caught up).
     event_log_url: SqlAlchemyUrl | None = None
+    # Or the log through the auth service's event feed (`http://auth:8000/events`), with a
+    # service token, or a service client's credentials (renewed tokens: for a long run).
+    feed_url: str | None = None
+    feed_token: SecretStr | None = None
+    feed_client_id: str | None = None
+    feed_client_secret: SecretStr | None = None
     broker_url: str = "redis://127.0.0.1:6379/0"
     stream: str = Field(default=DEFAULT_STREAM, min_length=1)
     # Stable across restarts of one process, so it finds its own unacknowledged entries.
@@ -41,6 +49,8 @@ class ConsumerSettings(UserbusSettings):
     # Kafka only: the topic is created with these if the consumer starts before the relay.
     kafka_partitions: int = Field(default=6, ge=1, le=10_000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    # Kafka only: the `retention.ms` of a topic the consumer creates (0: the broker's default).
+    kafka_retention_hours: float = Field(default=168.0, ge=0)
     # Kafka only: how much of each partition one fetch may bring. aiokafka fetches a
     # partition again only once its records are used up; at aiokafka's default the consumer
     # spent a good part of a backlog waiting on those fetches (bench/README.md).

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from infra.dead_letters import DeadLetterQueue
 from infra.erasure import ErasedEntries, RedactedHistories
 from infra.kafka.urls import KAFKA_SCHEME, kafka_servers
-from infra.publishing import EventPublisher, TopicLayout
+from infra.publishing import EventPublisher, Retention, TopicLayout
 from infra.reading import GroupReader, ReaderOptions, StreamHistory
 from infra.status import StreamStatus
 
@@ -25,9 +25,18 @@ class Broker(Protocol):
     """Everything the services do with one broker, by stream (or topic) name."""
 
     def publisher(
-        self, stream: str, layout: TopicLayout | None = None, *, idempotent: bool = True
+        self,
+        stream: str,
+        layout: TopicLayout | None = None,
+        *,
+        idempotent: bool = True,
+        retention: Retention | None = None,
     ) -> EventPublisher:
-        """A publisher to `stream` (Kafka: creating a missing topic with `layout`, idempotent)."""
+        """A publisher to `stream`, also its witness (infra/witness.py).
+
+        Kafka: creating a missing topic with `layout`, idempotent. Redis: trimming the stream
+        to `retention`.
+        """
         ...
 
     def group_reader(self, options: ReaderOptions) -> GroupReader[Any]:

@@ -1,4 +1,4 @@
-"""What a relay hands a broker: the events to publish, the publisher port, a topic's layout."""
+"""What a relay hands a broker: the events to publish, the publisher port, layout and retention."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,3 +45,21 @@ class TopicLayout:
 
     partitions: int = 6
     replication_factor: int = 1
+    # The topic's `retention.ms`; None leaves the broker's default.
+    retention_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much of a Redis stream the relay keeps (None: no limit); the event log keeps all.
+
+    Entries older than `max_age_ms`, and beyond about the `max_length` newest, are trimmed.
+    """
+
+    max_age_ms: int | None = None
+    max_length: int | None = None
+
+
+def retention_ms(hours: float) -> int | None:
+    """A retention in hours as milliseconds; 0 (no limit) as None."""
+    return round(hours * 3_600_000) or None

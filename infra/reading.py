@@ -13,6 +13,9 @@ Receipt = TypeVar("Receipt")
 Recover = Callable[[Sequence[Any], Sequence[str]], Awaitable[None]]
 """Decodes and applies message bodies (with their origins) at once, outside the read loop."""
 
+CatchUp = Callable[[int], Awaitable[int]]
+"""Applies the event log after a position until caught up; returns the position reached."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReaderOptions:
@@ -45,6 +48,15 @@ class Batch(Generic[Receipt]):
 
 class GroupReader(Protocol[Receipt]):
     """A member of a consumer group: fetches batches, acknowledges those that are applied."""
+
+    async def catch_up(self, read_log: CatchUp | None) -> None:
+        """Before joining, read the event log if the stream lost what the group needs next.
+
+        Trimmed past the group (a new group on a trimmed stream, say): note where the stream
+        ends, apply the log with `read_log`, then move the group to the noted position.
+        Without `read_log`, only say (WARNING) what the group misses.
+        """
+        ...
 
     async def connect(self, recover: Recover, stopping: asyncio.Event) -> None:
         """Join the group; what this member left unfinished goes through `recover`.

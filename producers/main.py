@@ -3,31 +3,51 @@
 import asyncio
 
 from infra.brokers import broker_for
-from infra.publishing import EventPublisher, TopicLayout
+from infra.publishing import EventPublisher
+from infra.witness import StreamWitness
+from producers.loss import LossCheck
+from producers.outbox import notify_channel
 from producers.relay import OutboxRelay
 from producers.settings import RelaySettings
 
 
 def make_publisher(settings: RelaySettings) -> EventPublisher:
-    """The publisher for the configured broker URL and stream (or topic)."""
+    """The publisher for the configured broker URL and stream (or topic), with retention."""
     return broker_for(settings.broker_url).publisher(
         settings.stream,
-        TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor),
+        settings.topic_layout,
         idempotent=settings.kafka_idempotent_producer,
+        retention=settings.retention,
     )
 
 
 def create_relay(
     settings: RelaySettings, *, publisher: EventPublisher | None = None
 ) -> OutboxRelay:
-    """A relay for the configured database and broker (tests may pass their own publisher)."""
+    """A relay for the configured database and broker (tests may pass their own publisher).
+
+    It checks for lost data (producers/loss.py) unless the check is off, or the publisher
+    given is no witness of its stream.
+    """
+    publisher = publisher or make_publisher(settings)
+    loss_check = None
+    if settings.relay_loss_check_seconds > 0 and isinstance(publisher, StreamWitness):
+        loss_check = LossCheck(
+            settings.database_url,
+            publisher,
+            stream=settings.stream,
+            schema=settings.outbox_schema,
+            channel=notify_channel(settings.outbox_schema),
+            interval=settings.relay_loss_check_seconds,
+        )
     return OutboxRelay(
         settings.database_url,
-        publisher or make_publisher(settings),
+        publisher,
         batch_size=settings.relay_batch_size,
         workers=settings.workers,
         fallback_poll_seconds=settings.relay_fallback_poll_seconds,
         schema=settings.outbox_schema,
+        loss_check=loss_check,
     )
 
 

@@ -8,6 +8,10 @@ once, and consumers absorb the duplicate by its sequence. Work is found through 
 which the outbox insert trigger fills in the writing transaction, never through a high-water
 mark on the id: ids are taken at insert and commits land in another order, so a high-water
 mark skips an event committed late with a smaller id.
+
+With a LossCheck (producers/loss.py), the relay also repairs a stream or topic that lost
+data: checked before the first batch, periodically beside the workers, and at once when a
+batch fails with StreamLostError.
 """
 
 import asyncio
@@ -20,6 +24,8 @@ import asyncpg
 
 from infra.publishing import EventPublisher, PendingEvent
 from infra.settings import asyncpg_dsn
+from infra.witness import StreamLostError
+from producers.loss import LossCheck
 from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
 
 logger = logging.getLogger(__name__)
@@ -82,8 +88,10 @@ class OutboxRelay:
         workers: int = 1,
         fallback_poll_seconds: float = 5.0,
         schema: str = DEFAULT_SCHEMA,
+        loss_check: LossCheck | None = None,
     ) -> None:
         self._dsn = dsn
+        self.loss_check = loss_check
         self._channel = notify_channel(schema)
         # The statements below name the outbox schema; formatted once (checked identifier).
         self._sql = {
@@ -134,6 +142,10 @@ class OutboxRelay:
         return len(ready), len(rows) - len(ready)
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
+        if self.loss_check is not None:
+            # Before the first batch, and again after publishing failed: a loss is repaired,
+            # or a repair made by another relay meanwhile followed.
+            await self.loss_check.check()
         listener = await asyncpg.connect(self._dsn)
         try:
             await listener.add_listener(self._channel, self._on_notify)
@@ -143,6 +155,8 @@ class OutboxRelay:
             async with asyncio.TaskGroup() as workers:
                 for _ in range(self._workers):
                     workers.create_task(self._work(stop))
+                if self.loss_check is not None:
+                    workers.create_task(self.loss_check.watch(stop))
         finally:
             await listener.close()
 
@@ -152,7 +166,15 @@ class OutboxRelay:
             while not stop.is_set():
                 # Cleared before reading, so a NOTIFY arriving mid-batch is not lost.
                 self._wake.clear()
-                published, held = await self.relay_pending(conn)
+                generation = self.loss_check.generation if self.loss_check else None
+                try:
+                    published, held = await self.relay_pending(conn)
+                except StreamLostError as exc:
+                    if self.loss_check is None:
+                        raise
+                    # The batch stays queued; the repair queues the whole log before it.
+                    await self.loss_check.after_loss(generation, exc.why)
+                    continue
                 self._backoff = 0.1
                 if published:
                     logger.debug("relay: published %d events", published)

@@ -4,6 +4,7 @@ from pydantic import Field, field_validator
 
 from events import DEFAULT_STREAM, PROFILE_STREAM
 from infra.brokers import broker_kind
+from infra.publishing import Retention, TopicLayout, retention_ms
 from infra.settings import AsyncpgDsn, UserbusSettings
 from producers.outbox import DEFAULT_SCHEMA, SCHEMA_PATTERN
 
@@ -46,6 +47,31 @@ class RelaySettings(UserbusSettings):
     # in-memory Tansu the tests use) need it off; order per partition holds either way,
     # because aiokafka keeps one batch per partition in flight.
     kafka_idempotent_producer: bool = True
+    # How often the relay checks that the stream or topic still holds what it published
+    # (producers/loss.py); it also checks at start and when publishing finds a loss. 0 turns
+    # the check off, and with it the Redis publisher's refusal to write into an unmarked
+    # stream.
+    relay_loss_check_seconds: float = Field(default=5.0, ge=0)
+    # Redis: entries older than this are trimmed as the relay publishes (0: kept by age).
+    stream_retention_hours: float = Field(default=168.0, ge=0)
+    # Redis: at most about this many entries are kept (0: no limit by length).
+    stream_max_length: int = Field(default=0, ge=0)
+    # Kafka: the `retention.ms` of a topic the relay creates (0: the broker's default).
+    kafka_retention_hours: float = Field(default=168.0, ge=0)
+
+    @property
+    def retention(self) -> Retention:
+        """How much of a Redis stream the relay keeps."""
+        return Retention(retention_ms(self.stream_retention_hours), self.stream_max_length or None)
+
+    @property
+    def topic_layout(self) -> TopicLayout:
+        """How the relay creates a missing Kafka topic."""
+        return TopicLayout(
+            self.kafka_partitions,
+            self.kafka_replication_factor,
+            retention_ms(self.kafka_retention_hours),
+        )
 
     @field_validator("broker_url")
     @classmethod

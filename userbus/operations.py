@@ -12,7 +12,7 @@ from downstream_examples.profiles.answers import OUTBOX_SCHEMA as ANSWERS_SCHEMA
 from events import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
 from infra.brokers import broker_for
 from infra.kafka.urls import kafka_servers
-from infra.publishing import TopicLayout
+from infra.publishing import TopicLayout, retention_ms
 from infra.settings import UserbusSettings
 from infra.status import StreamStatus
 from producers.outbox import DEFAULT_SCHEMA
@@ -40,6 +40,7 @@ class TopicSettings(UserbusSettings):
     profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
     kafka_partitions: int = Field(default=6, ge=1, le=10_000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_retention_hours: float = Field(default=168.0, ge=0)
 
 
 @kafka_app.command("init")
@@ -50,7 +51,11 @@ def kafka_init() -> None:
         kafka_servers(settings.broker_url)
     except ValueError as exc:
         raise typer.BadParameter(f"USERBUS_BROKER_URL: {exc}") from None
-    layout = TopicLayout(settings.kafka_partitions, settings.kafka_replication_factor)
+    layout = TopicLayout(
+        settings.kafka_partitions,
+        settings.kafka_replication_factor,
+        retention_ms(settings.kafka_retention_hours),
+    )
     created = asyncio.run(broker_for(settings.broker_url).ensure(settings.stream, layout))
     state = "created" if created else "already exists:"
     typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")

@@ -47,10 +47,16 @@ def create_registration_saga(
 
     The answers change the auth database's users, so the follower's database is auth's
     whatever `consumer.database_url` says; the rest of `consumer` (broker, group, batch
-    sizes) applies as given.
+    sizes) applies as given, but the event log: the answers' log is the profile service's
+    outbox, not auth's, so the follower does not heal from a log (consumers/healing.py).
     """
     follower = consumer.model_copy(
-        update={"stream": auth.profile_stream, "database_url": auth.database_url}
+        update={
+            "stream": auth.profile_stream,
+            "database_url": auth.database_url,
+            "event_log_url": None,
+            "feed_url": None,
+        }
     )
     engine = create_async_engine(auth.database_url, pool_size=2)
     context, resources = build_context(auth, engine, overrides)

@@ -11,7 +11,7 @@ from infra.kafka.history import KafkaTopicSource
 from infra.kafka.publisher import KafkaPublisher
 from infra.kafka.reader import KafkaGroupReader
 from infra.kafka.status import kafka_status
-from infra.publishing import EventPublisher, TopicLayout
+from infra.publishing import EventPublisher, Retention, TopicLayout
 from infra.reading import ReaderOptions, StreamHistory
 from infra.status import StreamStatus
 
@@ -23,9 +23,17 @@ class KafkaBroker:
         self.servers = servers
 
     def publisher(
-        self, stream: str, layout: TopicLayout | None = None, *, idempotent: bool = True
+        self,
+        stream: str,
+        layout: TopicLayout | None = None,
+        *,
+        idempotent: bool = True,
+        retention: Retention | None = None,
     ) -> EventPublisher:
-        """A publisher to the topic `stream`, which it creates with `layout` if missing."""
+        """A publisher to the topic `stream`, which it creates with `layout` if missing.
+
+        `retention` is the Redis stream's; a topic's is `layout.retention_ms`.
+        """
         return KafkaPublisher(self.servers, stream, layout or TopicLayout(), idempotent=idempotent)
 
     def group_reader(self, options: ReaderOptions) -> KafkaGroupReader:

@@ -1,20 +1,26 @@
 """Publishing to Kafka: keyed by user, idempotent, `acks=all`, CloudEvents headers."""
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from infra.kafka.admin import ensure_topic
+from infra.kafka.admin import ensure_topic, topic_ends
 from infra.publishing import PendingEvent, TopicLayout
+from infra.witness import Observation, StreamLostError
 
 CONTENT_TYPE = "application/cloudevents+json"
 # The headers every event carries with the same value, encoded once.
 _CONSTANT_HEADERS = (("content-type", CONTENT_TYPE.encode()), ("ce_specversion", b"1.0"))
 # The largest record batch the relay builds by default (the broker's default limit is 1 MiB).
 _MAX_BATCH_BYTES = 1024 * 1024
+# How long a producer replaced after a loss may take to stop, and the longest wait for the
+# acks of one publish (aiokafka's request timeout is 40 s).
+_STOP_SECONDS = 5.0
+_ACK_SECONDS = 120.0
 
 
 class KafkaPublisher:
@@ -29,6 +35,11 @@ class KafkaPublisher:
     and partition lookups, a future and its callback) took a large share of the relay's CPU
     (bench/README.md). The partition is the one `send` would pick for the key, and the
     idempotent producer numbers these batches as it numbers its own (when they are sent).
+
+    It is also the topic's witness (infra/witness.py): the broker acks each record batch
+    with its offset, which only grows in a partition that keeps its records; an ack below
+    one this publisher saw before it sent the batch means the topic was deleted and made
+    again, and `publish` raises StreamLostError once the batch is acked.
     """
 
     def __init__(
@@ -49,36 +60,95 @@ class KafkaPublisher:
         # (and any other Kafka client) puts a user's events on the same partition.
         self._partitioner = DefaultPartitioner()
         self._producer: AIOKafkaProducer | None = None
+        # Per partition, an offset known to hold a record since the last stamp (the listed
+        # end then, the base offsets of acked batches since), and how many stamps so far.
+        self._acked: dict[int, int] = {}
+        self._stamps = 0
 
     async def connect(self) -> None:
         """Create the topic if it is missing, then start the producer."""
         await ensure_topic(self._servers, self._topic, self._layout)
-        self._producer = AIOKafkaProducer(
+        self._producer = await self._start_producer()
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._servers,
             enable_idempotence=self._idempotent,
             acks="all",
             partitioner=self._partitioner,
             max_batch_size=self._max_batch_bytes,
         )
-        await self._producer.start()
+        await producer.start()
+        return producer
 
     async def publish(self, events: Sequence[PendingEvent]) -> None:
         """Send every event, in order per user; raise unless the broker acked them all."""
-        assert self._producer is not None, "connect() first"
-        partitions = sorted(await self._producer.partitions_for(self._topic))
+        producer = self._producer
+        assert producer is not None, "connect() first"
+        partitions = sorted(await producer.partitions_for(self._topic))
+        # Every batch acked before ours were sent has a lower offset in its partition, even
+        # while another worker publishes through this producer at the same time.
+        floor, stamps = dict(self._acked), self._stamps
+        filled = self._fill_batches(producer, events, partitions)
         acks = [
             # A partition's batches are queued in the order they were filled, and aiokafka
             # sends one at a time per partition, so its events stay in order.
-            await self._producer.send_batch(batch, self._topic, partition=partition)
-            for partition, batch in self._fill_batches(events, partitions)
+            await producer.send_batch(batch, self._topic, partition=partition)
+            for partition, batch in filled
         ]
-        await asyncio.gather(*acks)
+        # Bounded: a batch the broker never answers (a producer given up on) fails, and the
+        # relay publishes it again.
+        answers = await asyncio.wait_for(asyncio.gather(*acks), timeout=_ACK_SECONDS)
+        if self._stamps != stamps:
+            return  # the topic was marked afresh meanwhile: these acks prove nothing
+        went_back = []
+        for (partition, _), acked in zip(filled, answers, strict=True):
+            if acked.offset <= floor.get(partition, -1):
+                went_back.append(f"partition {partition}: {floor[partition]} -> {acked.offset}")
+            self._acked[partition] = max(self._acked.get(partition, -1), acked.offset)
+        if went_back:
+            self._acked = {}
+            raise StreamLostError(self._topic, "offsets went back (" + ", ".join(went_back) + ")")
+
+    async def observe(self) -> Observation:
+        """Whether the topic exists, each partition's listed end, and the ends acks proved.
+
+        A partition's end is at least one past the base offset of its last acked batch; a
+        broker that lists a stale end (Tansu) lists no less than that either.
+        """
+        ends = await topic_ends(self._servers, self._topic)
+        if ends is None:
+            return Observation(marked=False)
+        return Observation(
+            True,
+            {f"partition-{p}": end for p, end in sorted(ends.items())},
+            {f"partition-{p}": offset + 1 for p, offset in sorted(self._acked.items())},
+        )
+
+    async def stamp(self) -> None:
+        """Create the topic if it is missing; offsets are followed from its ends now.
+
+        The producer is started again: one that knew the topic before it was deleted keeps
+        failing on the new one (its metadata and batches in flight are the old topic's).
+        """
+        await ensure_topic(self._servers, self._topic, self._layout)
+        ends = await topic_ends(self._servers, self._topic) or {}
+        # A partition's records up to its listed end exist now: an ack below that later
+        # means they were lost, also in a partition this publisher has not sent to yet.
+        self._acked = {partition: end - 1 for partition, end in ends.items() if end > 0}
+        self._stamps += 1
+        old, self._producer = self._producer, await self._start_producer()
+        if old is not None:
+            # Batches stuck on the old topic are given up on (their events are still
+            # queued): failed at once, so that publishing waiting on them goes on.
+            old._message_accumulator.fail_all(StreamLostError(self._topic, "producer replaced"))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), timeout=_STOP_SECONDS)
 
     def _fill_batches(
-        self, events: Sequence[PendingEvent], partitions: list[int]
+        self, producer: AIOKafkaProducer, events: Sequence[PendingEvent], partitions: list[int]
     ) -> list[tuple[int, BatchBuilder]]:
         """The events in closed aiokafka batches, with their partitions, in the order filled."""
-        assert self._producer is not None, "connect() first"
         filled: list[tuple[int, BatchBuilder]] = []
         open_batches: dict[int, BatchBuilder] = {}
         for event in events:
@@ -88,7 +158,7 @@ class KafkaPublisher:
             if batch is None or not _append(batch, key, event):
                 # Full (or none yet): a new batch. aiokafka always takes a batch's first
                 # record, however large; should that change, fail rather than lose the event.
-                batch = open_batches[partition] = self._producer.create_batch()
+                batch = open_batches[partition] = producer.create_batch()
                 filled.append((partition, batch))
                 if not _append(batch, key, event):
                     raise RuntimeError(f"event {event.event_id} refused by an empty batch")

@@ -8,7 +8,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from infra.kafka.admin import ensure_topic
-from infra.reading import Batch, ReaderOptions, Recover
+from infra.kafka.catch_up import beginning_offsets, catch_up_group
+from infra.reading import Batch, CatchUp, ReaderOptions, Recover
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ class KafkaGroupReader:
         if self._consumer is None:
             raise RuntimeError("the consumer is not connected")
         return self._consumer
+
+    async def catch_up(self, read_log: CatchUp | None) -> None:
+        """Read the event log first if the group would start after deleted records."""
+        await catch_up_group(self._servers, self._options, read_log, self._earliest)
+
+    async def _earliest(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> Offsets:
+        return await beginning_offsets(consumer, partitions)
 
     async def connect(self, recover: Recover, stopping: asyncio.Event) -> None:
         """Create the topic if it is missing, then join the group (nothing to recover here).

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from infra.dead_letters import DeadLetterQueue
 from infra.erasure import ErasedEntries, RedactedHistories
-from infra.publishing import EventPublisher, TopicLayout
+from infra.publishing import EventPublisher, Retention, TopicLayout
 from infra.reading import ReaderOptions, StreamHistory
 from infra.redis.dead_letters import RedisDeadLetters
 from infra.redis.erasure import erase_from_stream
@@ -23,10 +23,15 @@ class RedisBroker:
         self.url = url
 
     def publisher(
-        self, stream: str, layout: TopicLayout | None = None, *, idempotent: bool = True
+        self,
+        stream: str,
+        layout: TopicLayout | None = None,
+        *,
+        idempotent: bool = True,
+        retention: Retention | None = None,
     ) -> EventPublisher:
-        """A publisher XADDing to `stream` (a stream has no layout; XADD is not retried)."""
-        return RedisStreamPublisher(self.url, stream)
+        """A publisher XADDing to `stream`, trimmed to `retention` (no layout; not retried)."""
+        return RedisStreamPublisher(self.url, stream, retention)
 
     def group_reader(self, options: ReaderOptions) -> RedisGroupReader:
         """A member of the stream's consumer group."""

@@ -8,7 +8,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from infra.reading import Batch, ReaderOptions, Recover
+from infra.reading import Batch, CatchUp, ReaderOptions, Recover
+from infra.redis.trimming import trimmed_past
 from infra.redis.wire import DATA
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,13 @@ class RedisGroupReader:
             if "NOGROUP" not in str(exc):
                 raise
             # The stream or the group is gone (a restart without persistence, a deleted
-            # key): recreate it where `start` says and go on.
-            logger.warning("%s: the consumer group vanished; creating it again", options.group)
-            await self._ensure_group()
+            # key): whatever the stream holds now came after, so the group is created again
+            # at its beginning, whatever `start` says (the relay publishes the log again).
+            logger.warning(
+                "%s: the consumer group vanished; creating it again at the stream's beginning",
+                options.group,
+            )
+            await self._ensure_group(at="0")
             return None
         delivered = reply[0][1] if reply else []
         if not delivered:
@@ -131,10 +136,37 @@ class RedisGroupReader:
             if start in (b"0-0", "0-0"):
                 return
 
-    async def _ensure_group(self) -> None:
+    async def catch_up(self, read_log: CatchUp | None) -> None:
+        """Read the event log first while the stream lacks entries the group has not seen.
+
+        Entries were removed (trimmed, or erased) from before the first one the group could
+        still read: the stream's end is noted, the log applied, and the group set to the
+        noted entry; again if the stream was trimmed past that meanwhile.
+        """
+        client = Redis.from_url(self._url)
+        try:
+            self._client = client
+            await self._ensure_group()
+            after = 0
+            while (needed := await trimmed_past(client, self._options)) is not None:
+                noted, why = needed
+                if read_log is None:
+                    logger.warning(
+                        "%s: %s; without the event log (USERBUS_EVENT_LOG_URL or "
+                        "USERBUS_FEED_URL) it misses those events", self._options.group, why,
+                    )  # fmt: skip
+                    return
+                logger.warning("%s: %s; reading the event log first", self._options.group, why)
+                after = await read_log(after)
+                await client.xgroup_setid(self._options.stream, self._options.group, id=noted)
+        finally:
+            self._client = None
+            await client.aclose()
+
+    async def _ensure_group(self, at: str | None = None) -> None:
         # Created at the beginning of the stream by default, not at `$` as most clients (and
         # FastStream) do: a group made at `$` never sees the backlog that was there before it.
-        start = "0" if self._options.start == "beginning" else "$"
+        start = at or ("0" if self._options.start == "beginning" else "$")
         try:
             await self.client.xgroup_create(
                 self._options.stream, self._options.group, id=start, mkstream=True

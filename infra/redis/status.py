@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from events import dead_letter_stream
+from infra.redis.publisher import MARKER_GROUP
 from infra.status import GroupLag, StreamStatus
 
 
@@ -27,6 +28,8 @@ async def redis_status(url: str, stream: str) -> StreamStatus:
                 unacknowledged=int(info["pending"]),
             )
             for info in infos
+            # The relay's mark (infra/redis/publisher.py) is a group nobody reads.
+            if _text(info["name"]) != MARKER_GROUP
         ]
         return StreamStatus(stream, length, lags, dead)
     finally:

@@ -32,7 +32,11 @@ MAIL = {
     "USERBUS_SMTP_PASSWORD": None,
     "USERBUS_SMTP_STARTTLS": True,
 }
-KAFKA_TOPIC = {"USERBUS_KAFKA_PARTITIONS": 6, "USERBUS_KAFKA_REPLICATION_FACTOR": 1}
+KAFKA_TOPIC = {
+    "USERBUS_KAFKA_PARTITIONS": 6,
+    "USERBUS_KAFKA_REPLICATION_FACTOR": 1,
+    "USERBUS_KAFKA_RETENTION_HOURS": 168.0,
+}
 DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
     UserbusSettings: SHARED,
     DatabaseSettings: {**SHARED, "USERBUS_DATABASE_URL": REQUIRED},
@@ -84,12 +88,19 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_RELAY_WORKERS": None,
         "USERBUS_RELAY_FALLBACK_POLL_SECONDS": 5.0,
         "USERBUS_KAFKA_IDEMPOTENT_PRODUCER": True,
+        "USERBUS_RELAY_LOSS_CHECK_SECONDS": 5.0,
+        "USERBUS_STREAM_RETENTION_HOURS": 168.0,
+        "USERBUS_STREAM_MAX_LENGTH": 0,
     },
     ConsumerSettings: {
         **SHARED,
         **KAFKA_TOPIC,
         "USERBUS_DATABASE_URL": REQUIRED,
         "USERBUS_EVENT_LOG_URL": None,
+        "USERBUS_FEED_URL": None,
+        "USERBUS_FEED_TOKEN": None,
+        "USERBUS_FEED_CLIENT_ID": None,
+        "USERBUS_FEED_CLIENT_SECRET": None,
         "USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0",
         "USERBUS_STREAM": "userbus.users",
         "USERBUS_CONSUMER_NAME": socket.gethostname(),

@@ -12,11 +12,11 @@ reading the whole table each time. Sessions get none: their expiry moves on ever
 and an index on it would make each of those updates rewrite index entries; the prune reads
 the (smaller) sessions table instead.
 
-Numbered 0006 after the revisions 0004 and 0005 of parallel work. It revises 0004 (service
-clients) since that merge; 0005 goes between them when it lands.
+Numbered 0006 after the revisions 0004 and 0005 of parallel work: it revises 0005 (the
+relay's state), which revises 0004 (service clients).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-23
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
