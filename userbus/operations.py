@@ -13,7 +13,7 @@ from events import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
 from infra.brokers import broker_for
 from infra.kafka.urls import kafka_servers
 from infra.publishing import TopicLayout, retention_ms
-from infra.settings import UserbusSettings
+from infra.settings import UserbusSettings, asyncpg_dsn
 from infra.status import StreamStatus
 from producers.outbox import DEFAULT_SCHEMA
 from producers.relay import relay_backlog
@@ -62,20 +62,27 @@ def kafka_init() -> None:
 
 
 def status() -> None:
-    """How far behind each consumer group is, the relay's backlog, and the dead letters."""
+    """How far behind each consumer group is, the relay's backlog, and the dead letters.
+
+    Each projection is also compared with the event log, which the stream may have lost
+    events of: with USERBUS_DATABASE_URL reaching both the auth outbox and the projection's
+    tracking table (one database, as in `userbus dev`), the log's events beyond what the
+    projection tracks.
+    """
     settings = TopicSettings()
     database_url = settings.database_url
 
-    async def gather() -> list[tuple[StreamStatus, str | None]]:
+    async def gather() -> tuple[list[tuple[StreamStatus, str | None]], dict[str, str]]:
         broker = broker_for(settings.broker_url)
         found = await broker.status(settings.stream, list(PROJECTIONS))
         reports = [(found, await _backlog(database_url, DEFAULT_SCHEMA))]
         if settings.require_profile:
             answers = await broker.status(settings.profile_stream, [REGISTRATIONS])
             reports.append((answers, await _backlog(database_url, ANSWERS_SCHEMA)))
-        return reports
+        return reports, await _behind_log(database_url, list(PROJECTIONS))
 
-    for found, backlog in asyncio.run(gather()):
+    reports, behind_log = asyncio.run(gather())
+    for found, backlog in reports:
         typer.echo(f"stream {found.stream}: {found.length} messages")
         if backlog is not None:
             typer.echo(f"relay: {backlog}")
@@ -83,6 +90,42 @@ def status() -> None:
             behind = "?" if lag.behind is None else str(lag.behind)
             typer.echo(f"group {lag.group}: {behind} behind, {lag.unacknowledged} unacknowledged")
         typer.echo(f"dead letters: {found.dead_letters} in {dead_letter_stream(found.stream)}")
+    groups = {lag.group: lag for lag in reports[0][0].groups}
+    for name in PROJECTIONS:
+        group = groups.get(name)
+        if group is None:
+            on_stream = "no group on the stream"
+        else:
+            on_stream = f"{'?' if group.behind is None else group.behind} behind the stream"
+        typer.echo(f"{name}: {on_stream}, {behind_log[name]}")
+
+
+# The log's events a projection has not seen: beyond its tracking record of their user.
+_BEHIND_LOG = """
+    SELECT count(*) FROM auth.outbox o
+    LEFT JOIN "{name}".tracking t ON t.subject = o.subject
+    WHERE o.sequence > coalesce(t.sequence, 0)
+"""
+
+
+async def _behind_log(database_url: str | None, names: list[str]) -> dict[str, str]:
+    """Per projection, how far it is behind the event log, said in words."""
+    unknown = "behind the log unknown (USERBUS_DATABASE_URL must reach auth.outbox)"
+    if database_url is None:
+        return dict.fromkeys(names, unknown)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        if await conn.fetchval("SELECT to_regclass('auth.outbox')") is None:
+            return dict.fromkeys(names, unknown)
+        said = {}
+        for name in names:
+            if await conn.fetchval("SELECT to_regclass($1)", f'"{name}".tracking') is None:
+                said[name] = f"behind the log unknown (no {name}.tracking in this database)"
+            else:
+                said[name] = f"{await conn.fetchval(_BEHIND_LOG.format(name=name))} behind the log"
+        return said
+    finally:
+        await conn.close()
 
 
 async def _backlog(database_url: str | None, schema: str) -> str | None:

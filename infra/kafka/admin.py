@@ -70,9 +70,7 @@ async def topic_retention_ms(servers: list[str], topic: str) -> int | None:
     admin = AIOKafkaAdminClient(bootstrap_servers=servers)
     await admin.start()
     try:
-        described = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": None})]
-        )
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
     for response in described:

@@ -290,3 +290,39 @@ def pending_event(n: int) -> PendingEvent:
     """A made-up event to publish (its payload need not be an envelope here)."""
     subject = str(uuid.uuid4())
     return PendingEvent(n, subject, f'{{"n": {n}}}', str(uuid.uuid4()), "T", "/t", "t", "1")
+
+
+async def test_a_redis_stream_marked_but_shorter_than_recorded_is_repaired(
+    engine: AsyncEngine, redis_url: str, isolated_database_url: str, stream: str
+) -> None:
+    # As from a snapshot older than the last check: the mark is there, the entries are not.
+    settings = RelaySettings(
+        database_url=isolated_database_url,
+        broker_url=redis_url,
+        stream=stream,
+        relay_loss_check_seconds=0.5,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(create_relay(settings).run(stop))
+    try:
+        await write_history(engine, users=6, changes=0)
+        await eventually(lambda: published_count(settings, 6))
+        await asyncio.sleep(1.2)  # a check records entries-added = 6
+    finally:
+        stop.set()
+        await task
+    client = redis.Redis.from_url(redis_url)
+    try:
+        await client.delete(stream)
+        await client.xgroup_create(stream, "userbus.relay", id="$", mkstream=True)
+        await client.xadd(stream, {"__data__": b"{}"})  # one entry: fewer than recorded
+    finally:
+        await client.aclose()
+    stop = asyncio.Event()
+    task = asyncio.create_task(create_relay(settings).run(stop))
+    try:
+        await eventually(lambda: repaired(settings))
+        await eventually(lambda: published_count(settings, 6))
+    finally:
+        stop.set()
+        await task
