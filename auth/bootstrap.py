@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.adapters.principals import AsyncpgPrincipalStore, PrincipalStore
 from auth.adapters.rate_limit import LoginLimits, LoginRateLimiter, RedisLoginRateLimiter
 from auth.domain.model import Principal, User
 from auth.domain.passwords import BcryptPasswordHasher, PasswordHasher
@@ -25,6 +26,7 @@ from auth.service_layer.context import AccessTokens, AuthContext, Lifetimes
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
 from infra.mail import Mailer, mailer_from
+from infra.settings import asyncpg_dsn
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Overrides:
     mailer: Mailer | None = None
     audit: AuditLog | None = None
     tokens: AccessTokens | None = None
+    principals: PrincipalStore | None = None
 
 
 def build_context(
@@ -60,6 +63,7 @@ def build_context(
 
     context = AuthContext(
         uow_factory=uow_factory,
+        principals=overrides.principals or _principal_store(settings, resources),
         hasher=hasher,
         tokens=overrides.tokens or LazyTokenService(settings),
         limiter=overrides.limiter or _login_limiter(settings, resources),
@@ -105,6 +109,16 @@ class LazyTokenService:
     def jwks(self) -> dict[str, Any]:
         """TokenService.jwks."""
         return self.loaded().jwks()
+
+
+def _principal_store(settings: AuthSettings, resources: AsyncExitStack) -> PrincipalStore:
+    # Its own pool (of up to db_pool_size connections, beside the engine's), opened on the
+    # first bearer check: the saga and create-admin never make one, so never open it.
+    store = AsyncpgPrincipalStore(
+        asyncpg_dsn(settings.database_url), max_size=settings.db_pool_size
+    )
+    resources.push_async_callback(store.close)
+    return store
 
 
 def _login_limiter(settings: AuthSettings, resources: AsyncExitStack) -> LoginRateLimiter:

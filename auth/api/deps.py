@@ -1,6 +1,6 @@
 """FastAPI dependencies: the running service's parts and the caller's identity."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.domain.errors import NotAuthenticatedError
 from auth.domain.model import Principal, User
+from auth.security.token_cache import VerifiedTokenCache
 from auth.service_layer.context import AuthContext
 from auth.service_layer.users import authenticated_user
 from auth.settings import AuthSettings
@@ -21,6 +22,8 @@ class Services:
     settings: AuthSettings
     engine: AsyncEngine
     auth: AuthContext
+    # Bearer tokens already verified by this process: their signatures are checked once.
+    bearer_tokens: VerifiedTokenCache = field(default_factory=VerifiedTokenCache)
 
 
 async def get_services(request: Request) -> Services:
@@ -58,7 +61,8 @@ async def get_current_user(
 async def _authenticated(services: Services, token: str | None) -> tuple[Principal, User]:
     if token is None:
         raise NotAuthenticatedError("a bearer token is required")
-    principal = services.auth.tokens.verify(token)
+    # The token's own validity once per token; its user and session on every request.
+    principal = services.bearer_tokens.verify(token, services.auth.tokens.verify)
     return principal, await authenticated_user(services.auth, principal=principal)
 
 
