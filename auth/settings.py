@@ -32,6 +32,11 @@ class AuthSettings(MailSettings, DatabaseSettings):
     refresh_token_ttl_days: int = Field(default=30, ge=1)
     password_reset_ttl_minutes: int = Field(default=30, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
+    # Allocations between young-generation collections in `userbus api` (Python's default is
+    # 700); start-up's objects are frozen out of every collection. With the defaults, full
+    # collections paused the API for up to a couple of hundred ms under load (bench/README.md).
+    # 0 leaves the interpreter's setting alone.
+    api_gc_threshold: int = Field(default=10_000, ge=0)
     # Failed-login counters live in Redis, so that every API instance sees the same counts.
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of this deployment's Redis keys (several deployments may share one Redis).

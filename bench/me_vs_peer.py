@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 from _common import (
     Scratch,
     make_parser,
@@ -73,12 +74,28 @@ async def check_me(base_url: str, token: str) -> None:
         )
 
 
-def show_turn(label: str, result: WrkResult) -> None:
+def server_process(base_url: str) -> psutil.Process:
+    """The process listening on the base URL's port (the server's CPU time is read from it)."""
+    port = int(base_url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            return psutil.Process(conn.pid)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU seconds the process (all its threads) has used so far."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def show_turn(label: str, result: WrkResult, cpu: float) -> None:
     """One wrk run's figures; fail the benchmark on any error or non-2xx answer."""
     show_text(
         label,
         f"{result.requests_per_second:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms",
+        f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms, "
+        f"server CPU {cpu / max(result.requests, 1) * 1e6:,.0f} us/request",
     )
     if result.errors or result.non_2xx:
         raise RuntimeError(
@@ -98,6 +115,7 @@ async def main(args: argparse.Namespace) -> float:
     )
     show_load("at start")
     results: dict[str, list[WrkResult]] = {"userbus": [], "fastapi-users": []}
+    cpu_used = dict.fromkeys(results, 0.0)
     async with scratch(args) as space, peer_database(args, space) as peer_url:
         with (
             tempfile.TemporaryDirectory(prefix="userbus-bench-") as ours_dir,
@@ -112,11 +130,16 @@ async def main(args: argparse.Namespace) -> float:
                     "userbus": (ours, await userbus_token(ours, name)),
                     "fastapi-users": (theirs, await peer_token(theirs, f"{name}@example.com")),
                 }
+                for side in args.skip:
+                    del servers[side]
+                    del results[side]
                 for base_url, token in servers.values():
                     await check_me(base_url, token)
+                processes = {side: server_process(url) for side, (url, _) in servers.items()}
                 for turn in range(args.warmup_turns + args.repeats):
                     for side, (base_url, token) in servers.items():
                         warming = turn < args.warmup_turns
+                        cpu_before = cpu_seconds(processes[side])
                         result = await run_wrk(
                             base_url + PATH,
                             connections=args.connections,
@@ -125,16 +148,22 @@ async def main(args: argparse.Namespace) -> float:
                             headers={"Authorization": f"Bearer {token}"},
                             count_statuses=False,
                         )
+                        cpu = cpu_seconds(processes[side]) - cpu_before
                         label = "warm-up" if warming else f"turn {turn - args.warmup_turns + 1}"
-                        show_turn(f"{side} {label}", result)
+                        show_turn(f"{side} {label}", result, cpu)
                         if not warming:
                             results[side].append(result)
+                            cpu_used[side] += cpu
     show_load("at end")
     rates = {}
     for side, runs in results.items():
         rates[side] = sum(r.requests for r in runs) / sum(r.seconds for r in runs)
         show(f"{side} GET {PATH}", rates[side], "req/s")
         show(f"{side} p99 (worst turn)", max(r.p99_ms for r in runs), "ms")
+        requests = sum(r.requests for r in runs)
+        show(f"{side} server CPU per request", cpu_used[side] / requests * 1e6, "us")
+    if len(results) < 2:
+        return 0.0
     p99 = max(r.p99_ms for r in results["userbus"])
     show_ratio(
         f"userbus p99 / {TARGET_P99_MS:.0f} ms", p99 / TARGET_P99_MS, "< 1", p99 < TARGET_P99_MS
@@ -163,6 +192,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--rounds", type=int, default=12, help="userbus's bcrypt cost (default: 12)"
+    )
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["userbus", "fastapi-users"],
+        help="measure only the other server (for diagnosis; no ratio then)",
     )
     parser.add_argument(
         "--peer-venv",

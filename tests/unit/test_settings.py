@@ -54,6 +54,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_REFRESH_TOKEN_TTL_DAYS": 30,
         "USERBUS_PASSWORD_RESET_TTL_MINUTES": 30,
         "USERBUS_DB_POOL_SIZE": 10,
+        "USERBUS_API_GC_THRESHOLD": 10_000,
         "USERBUS_REDIS_URL": "redis://127.0.0.1:6379/0",
         "USERBUS_REDIS_KEY_PREFIX": "userbus",
         "USERBUS_LOGIN_LIMIT_PER_USERNAME": 5,
