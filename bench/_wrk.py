@@ -4,6 +4,7 @@ import asyncio
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,15 @@ function done(summary, latency, requests)
     for _, thread in ipairs(threads) do total = total + (thread:get("status_" .. code) or 0) end
     if total > 0 then io.write(string.format("status %d %d\\n", code, total)) end
   end
+end
+"""
+# Sends each request with the next of several bearer tokens, so that the load is many users.
+_TOKENS_SCRIPT = """
+local tokens = {%s}
+local index = 0
+function request()
+  index = index %% #tokens + 1
+  return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. tokens[index]})
 end
 """
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -75,8 +85,12 @@ async def run_wrk(
     headers: dict[str, str] | None = None,
     timeout_seconds: float = 2.0,
     count_statuses: bool = False,
+    bearer_tokens: Sequence[str] = (),
 ) -> WrkResult:
-    """Run wrk against `url` and parse what it printed."""
+    """Run wrk against `url` and parse what it printed.
+
+    With `bearer_tokens`, each request carries the next of them (round robin per thread).
+    """
     command = [
         wrk_path(),
         f"-t{threads}",
@@ -87,10 +101,15 @@ async def run_wrk(
     ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
+    lua = ""
+    if count_statuses:
+        lua += _STATUS_SCRIPT
+    if bearer_tokens:
+        lua += _TOKENS_SCRIPT % ", ".join(f'"{token}"' for token in bearer_tokens)
     with tempfile.TemporaryDirectory(prefix="userbus-wrk-") as scratch:
-        if count_statuses:
-            script = Path(scratch) / "statuses.lua"
-            script.write_text(_STATUS_SCRIPT)
+        if lua:
+            script = Path(scratch) / "load.lua"
+            script.write_text(lua)
             command += ["-s", str(script)]
         process = await asyncio.create_subprocess_exec(
             *command, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT

@@ -113,6 +113,7 @@ async def main(args: argparse.Namespace) -> float:
         f"{args.connections} connections, {args.threads} threads, "
         f"{args.seconds:g} s a turn, {args.repeats} turns each",
     )
+    show_text("users (requests take their tokens in turn)", str(args.users))
     show_load("at start")
     results: dict[str, list[WrkResult]] = {"userbus": [], "fastapi-users": []}
     cpu_used = dict.fromkeys(results, 0.0)
@@ -125,19 +126,28 @@ async def main(args: argparse.Namespace) -> float:
                 api_server(space, args.rounds, Path(ours_dir)) as ours,
                 peer_server(args.peer_venv, peer_url, Path(peer_dir)) as theirs,
             ):
-                name = f"me{space.run_id}"
+                names = [f"me{space.run_id}_{index}" for index in range(args.users)]
                 servers = {
-                    "userbus": (ours, await userbus_token(ours, name)),
-                    "fastapi-users": (theirs, await peer_token(theirs, f"{name}@example.com")),
+                    "userbus": (
+                        ours,
+                        await asyncio.gather(*(userbus_token(ours, name) for name in names)),
+                    ),
+                    "fastapi-users": (
+                        theirs,
+                        await asyncio.gather(
+                            *(peer_token(theirs, f"{name}@example.com") for name in names)
+                        ),
+                    ),
                 }
                 for side in args.skip:
                     del servers[side]
                     del results[side]
-                for base_url, token in servers.values():
-                    await check_me(base_url, token)
+                for base_url, tokens in servers.values():
+                    for token in tokens:
+                        await check_me(base_url, token)
                 processes = {side: server_process(url) for side, (url, _) in servers.items()}
                 for turn in range(args.warmup_turns + args.repeats):
-                    for side, (base_url, token) in servers.items():
+                    for side, (base_url, tokens) in servers.items():
                         warming = turn < args.warmup_turns
                         cpu_before = cpu_seconds(processes[side])
                         result = await run_wrk(
@@ -145,7 +155,7 @@ async def main(args: argparse.Namespace) -> float:
                             connections=args.connections,
                             threads=args.threads,
                             seconds=args.warmup_seconds if warming else args.seconds,
-                            headers={"Authorization": f"Bearer {token}"},
+                            bearer_tokens=tokens,
                             count_statuses=False,
                         )
                         cpu = cpu_seconds(processes[side]) - cpu_before
@@ -189,6 +199,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--warmup-seconds", type=float, default=3, help="seconds of a warm-up turn (default: 3)"
+    )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=1,
+        help="users on each side; wrk's requests take their tokens in turn (default: 1)",
     )
     parser.add_argument(
         "--rounds", type=int, default=12, help="userbus's bcrypt cost (default: 12)"
