@@ -58,6 +58,13 @@ JOIN {SCHEMA}.users u ON u.id = q.user_id
 MAX_BATCH = 500
 
 _Key = tuple[UUID, UUID | None]
+# What a connection the server closed raises, in flight or when next used.
+_LOST_CONNECTION = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
 
 
 async def _keep_session_state(connection: asyncpg.Connection) -> None:
@@ -144,10 +151,7 @@ class AsyncpgPrincipalStore:
     async def _ask(self, batch: _Batch) -> None:
         keys = list(batch.answers)
         try:
-            assert self._pool is not None, "the pool opens before a question is queued"
-            rows = await self._pool.fetch(
-                STANDING_SQL, [k[0] for k in keys], [k[1] for k in keys], batch.now
-            )
+            rows = await self._fetch(keys, batch.now)
         except asyncio.CancelledError:
             for answer in batch.answers.values():
                 answer.cancel()
@@ -162,6 +166,17 @@ class AsyncpgPrincipalStore:
             answer = batch.answers[key]
             if not answer.done():
                 answer.set_result(found.get(position))
+
+    async def _fetch(self, keys: list[_Key], now: datetime) -> list[asyncpg.Record]:
+        assert self._pool is not None, "the pool opens before a question is queued"
+        arguments = (STANDING_SQL, [k[0] for k in keys], [k[1] for k in keys], now)
+        try:
+            rows: list[asyncpg.Record] = await self._pool.fetch(*arguments)
+        except _LOST_CONNECTION:
+            # The server ended the connection (a restart, a failover, an idle timeout): the
+            # statement only reads, so it is asked again, on a connection the pool opens anew.
+            rows = await self._pool.fetch(*arguments)
+        return rows
 
     async def _open(self) -> None:
         # Many requests may arrive before the pool exists: exactly one of them opens it.

@@ -71,9 +71,9 @@ class _BearerCheck(SecurityBase):
     """The whole bearer check as a single dependency, documented with `_bearer`'s scheme.
 
     FastAPI solves each sub-dependency anew on every request, and get_principal's two (the
-    services and the token) cost more than the check's own Python (bench/README.md, "Where
-    /users/me spends its time"). This reads both from the request, while the OpenAPI
-    document (and Swagger's Authorize) shows the same security scheme as before.
+    services and the token) were a good part of a bearer request's own time (bench/README.md,
+    "Where /users/me spends its time"). This reads both from the request, while the OpenAPI
+    document (and Swagger's Authorize) shows the same security scheme as get_principal.
     """
 
     def __init__(self, scheme: OAuth2PasswordBearer) -> None:

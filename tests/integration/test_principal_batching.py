@@ -135,3 +135,29 @@ async def test_a_failing_statement_fails_every_question_of_its_batch_and_no_late
     later = await store.standing(user_id, session_id, now=NOW)
     assert later is not None
     assert later.session_live
+
+
+async def test_a_connection_the_server_ends_mid_statement_does_not_fail_the_question(
+    isolated_database_url: str,
+) -> None:
+    [(user_id, session_id)] = await users_with_sessions(isolated_database_url, 1)
+    store = AsyncpgPrincipalStore(isolated_database_url, max_size=1)
+    admin = await asyncpg.connect(isolated_database_url)
+    try:
+        for _ in range(20):
+            await store.standing(user_id, session_id, now=NOW)  # the pool has its connection
+            [pid] = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            asking = asyncio.create_task(store.standing(user_id, session_id, now=NOW))
+            await asyncio.sleep(0)  # the statement is on its way
+
+            await admin.execute("SELECT pg_terminate_backend($1)", pid["pid"])
+
+            answer = await asking
+            assert answer is not None
+            assert answer.session_live
+    finally:
+        await admin.close()
+        await store.close()
