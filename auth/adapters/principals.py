@@ -77,18 +77,12 @@ async def _keep_session_state(connection: asyncpg.Connection) -> None:
 
 @dataclass
 class _Batch:
-    """The questions asked during one turn of the event loop, and their shared answers."""
+    """The questions asked during one turn of the event loop, and who waits for each."""
 
     now: datetime
-    # The row of each question (None: no such user). Callers build their own User from it,
-    # so no two requests ever share a mutable object.
-    answers: dict[_Key, "asyncio.Future[asyncpg.Record | None]"]
-
-
-def _retrieve(answer: "asyncio.Future[asyncpg.Record | None]") -> None:
-    # Marks an error as seen even when every caller of the batch has given up meanwhile.
-    if not answer.cancelled():
-        answer.exception()
+    # Each caller waits on a future of its own, so one giving up (its client left) cancels
+    # nobody else's; all get the same row and build their own User from it.
+    waiting: dict[_Key, list["asyncio.Future[asyncpg.Record | None]"]]
 
 
 class AsyncpgPrincipalStore:
@@ -114,20 +108,21 @@ class AsyncpgPrincipalStore:
         """The user and the session's liveness, asked with this turn's other questions."""
         if self._pool is None:
             await self._open()
+        loop = asyncio.get_running_loop()
         batch = self._batch
         if batch is None:
-            batch = self._batch = _Batch(now=now, answers={})
-            asyncio.get_running_loop().call_soon(self._send, batch)
+            # The statement leaves when its task first runs, on the loop's next turn: by then
+            # every request of this turn has added its question.
+            batch = self._batch = _Batch(now=now, waiting={})
+            task = loop.create_task(self._ask(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         batch.now = max(batch.now, now)
-        key = (user_id, session_id)
-        answer = batch.answers.get(key)
-        if answer is None:
-            answer = batch.answers[key] = asyncio.get_running_loop().create_future()
-            answer.add_done_callback(_retrieve)
-            if len(batch.answers) >= MAX_BATCH:
-                self._send(batch)
-        # One caller giving up (its client left) must not cancel the others' answer.
-        row = await asyncio.shield(answer)
+        answer: asyncio.Future[asyncpg.Record | None] = loop.create_future()
+        batch.waiting.setdefault((user_id, session_id), []).append(answer)
+        if len(batch.waiting) >= MAX_BATCH:
+            self._batch = None  # full: later questions start the next batch
+        row = await answer
         return None if row is None else _standing(row)
 
     async def close(self) -> None:
@@ -139,33 +134,30 @@ class AsyncpgPrincipalStore:
                 await self._pool.close()
                 self._pool = None
 
-    def _send(self, batch: _Batch) -> None:
-        if self._batch is not batch:
-            return  # already sent, when it filled up
-        self._batch = None
-        self.statements += 1
-        task = asyncio.get_running_loop().create_task(self._ask(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
     async def _ask(self, batch: _Batch) -> None:
-        keys = list(batch.answers)
+        if self._batch is batch:
+            self._batch = None  # questions from now on go into the next batch
+        self.statements += 1
+        keys = list(batch.waiting)
         try:
             rows = await self._fetch(keys, batch.now)
         except asyncio.CancelledError:
-            for answer in batch.answers.values():
-                answer.cancel()
+            for answers in batch.waiting.values():
+                for answer in answers:
+                    answer.cancel()
             raise
         except Exception as exc:
-            for answer in batch.answers.values():
-                if not answer.done():
-                    answer.set_exception(exc)
+            for answers in batch.waiting.values():
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(exc)
             return
         found = {row["position"]: row for row in rows}
         for position, key in enumerate(keys, start=1):
-            answer = batch.answers[key]
-            if not answer.done():
-                answer.set_result(found.get(position))
+            row = found.get(position)
+            for answer in batch.waiting[key]:
+                if not answer.done():
+                    answer.set_result(row)
 
     async def _fetch(self, keys: list[_Key], now: datetime) -> list[asyncpg.Record]:
         assert self._pool is not None, "the pool opens before a question is queued"
