@@ -195,7 +195,7 @@ async def peer_server(venv: Path, database_url: str, work_dir: Path) -> AsyncIte
 
 async def peer_token(base_url: str, email: str) -> str:
     """Register `email` with the peer and log in: its bearer access token."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=120.0) as client:
         registered = await client.post(
             "/auth/register", json={"email": email, "password": PASSWORD}
         )

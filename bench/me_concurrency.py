@@ -8,7 +8,7 @@ from pathlib import Path
 
 from _common import make_parser, scratch, setup_process, show, show_load, show_text
 from _wrk import run_wrk
-from me_vs_peer import check_me, cpu_seconds, server_process, userbus_token
+from me_vs_peer import check_me, cpu_seconds, few_at_a_time, server_process, userbus_token
 from registration import api_server
 
 PATH = "/users/me"
@@ -25,7 +25,7 @@ async def main(args: argparse.Namespace) -> bool:
     with tempfile.TemporaryDirectory(prefix="userbus-bench-") as data_dir:
         async with scratch(args) as space, api_server(space, args.rounds, Path(data_dir)) as url:
             names = [f"c{space.run_id}_{index}" for index in range(args.users)]
-            tokens = await asyncio.gather(*(userbus_token(url, name) for name in names))
+            tokens = await few_at_a_time(userbus_token, url, names)
             for token in tokens:
                 await check_me(url, token)
             process = server_process(url)

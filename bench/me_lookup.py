@@ -1,4 +1,4 @@
-"""The bearer check's database work, done six ways: CPU and wall time per check, in-process."""
+"""The bearer check's database work, done seven ways: CPU and wall time per check, in-process."""
 
 import argparse
 import asyncio

@@ -3,7 +3,7 @@
 import argparse
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -51,7 +51,7 @@ async def peer_database(args: argparse.Namespace, space: Scratch) -> AsyncIterat
 
 async def userbus_token(base_url: str, username: str) -> str:
     """Register `username` with userbus and log in: its bearer access token."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=120.0) as client:
         body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
         registered = await client.post("/users", json=body)
         if registered.status_code != 201:
@@ -63,9 +63,22 @@ async def userbus_token(base_url: str, username: str) -> str:
         return token
 
 
+async def few_at_a_time(
+    sign_up: Callable[[str, str], Awaitable[str]], base_url: str, names: list[str]
+) -> list[str]:
+    """The tokens of `names`, signed up a few at a time (each costs two bcrypt hashes)."""
+    gate = asyncio.Semaphore(4)
+
+    async def one(name: str) -> str:
+        async with gate:
+            return await sign_up(base_url, name)
+
+    return list(await asyncio.gather(*(one(name) for name in names)))
+
+
 async def check_me(base_url: str, token: str) -> None:
     """Fail unless /users/me answers 200 with the token and 401 without it."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=120.0) as client:
         good = await client.get(PATH, headers={"authorization": f"Bearer {token}"})
         anonymous = await client.get(PATH)
     if (good.status_code, anonymous.status_code) != (200, 401):
@@ -90,18 +103,16 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def show_turn(label: str, result: WrkResult, cpu: float) -> None:
-    """One wrk run's figures; fail the benchmark on any error or non-2xx answer."""
+    """One wrk run's figures, with its socket errors and non-2xx answers if it had any."""
+    failures = ""
+    if result.errors or result.non_2xx:
+        failures = f", {result.errors} socket errors, {result.non_2xx} non-2xx"
     show_text(
         label,
         f"{result.requests_per_second:,.0f} req/s, p50 {result.p50_ms:.1f} ms, "
         f"p99 {result.p99_ms:.1f} ms, max {result.max_ms:.1f} ms, "
-        f"server CPU {cpu / max(result.requests, 1) * 1e6:,.0f} us/request",
+        f"server CPU {cpu / max(result.requests, 1) * 1e6:,.0f} us/request{failures}",
     )
-    if result.errors or result.non_2xx:
-        raise RuntimeError(
-            f"{label}: {result.errors} socket errors {result.socket_errors}, "
-            f"{result.non_2xx} non-2xx answers"
-        )
 
 
 async def main(args: argparse.Namespace) -> float:
@@ -111,7 +122,7 @@ async def main(args: argparse.Namespace) -> float:
     show_text(
         "wrk load",
         f"{args.connections} connections, {args.threads} threads, "
-        f"{args.seconds:g} s a turn, {args.repeats} turns each",
+        f"{args.seconds:g} s a turn, {args.repeats} turns each, timeout {args.timeout:g} s",
     )
     show_text("users (requests take their tokens in turn)", str(args.users))
     show_load("at start")
@@ -128,14 +139,11 @@ async def main(args: argparse.Namespace) -> float:
             ):
                 names = [f"me{space.run_id}_{index}" for index in range(args.users)]
                 servers = {
-                    "userbus": (
-                        ours,
-                        await asyncio.gather(*(userbus_token(ours, name) for name in names)),
-                    ),
+                    "userbus": (ours, await few_at_a_time(userbus_token, ours, names)),
                     "fastapi-users": (
                         theirs,
-                        await asyncio.gather(
-                            *(peer_token(theirs, f"{name}@example.com") for name in names)
+                        await few_at_a_time(
+                            peer_token, theirs, [f"{name}@example.com" for name in names]
                         ),
                     ),
                 }
@@ -156,7 +164,7 @@ async def main(args: argparse.Namespace) -> float:
                             threads=args.threads,
                             seconds=args.warmup_seconds if warming else args.seconds,
                             bearer_tokens=tokens,
-                            count_statuses=False,
+                            timeout_seconds=args.timeout,
                         )
                         cpu = cpu_seconds(processes[side]) - cpu_before
                         label = "warm-up" if warming else f"turn {turn - args.warmup_turns + 1}"
@@ -172,6 +180,8 @@ async def main(args: argparse.Namespace) -> float:
         show(f"{side} p99 (worst turn)", max(r.p99_ms for r in runs), "ms")
         requests = sum(r.requests for r in runs)
         show(f"{side} server CPU per request", cpu_used[side] / requests * 1e6, "us")
+        failed = sum(r.errors + r.non_2xx for r in runs)
+        show_text(f"{side} socket errors and non-2xx", f"{failed:,} of {requests:,}")
     if len(results) < 2:
         return 0.0
     p99 = max(r.p99_ms for r in results["userbus"])
@@ -199,6 +209,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--warmup-seconds", type=float, default=3, help="seconds of a warm-up turn (default: 3)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10,
+        help="wrk's per-request timeout, s; a slower request counts as an error (default: 10)",
     )
     parser.add_argument(
         "--users",
