@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.adapters.principals import AsyncpgPrincipalStore, PrincipalStore
 from auth.adapters.rate_limit import LoginLimits, LoginRateLimiter, RedisLoginRateLimiter
 from auth.adapters.service_clients import SqlAlchemyServiceClientRepository
 from auth.domain.model import Principal, User
@@ -28,6 +29,7 @@ from auth.service_layer.service_clients import ServiceAccess, ServiceClients
 from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
 from infra.mail import Mailer, mailer_from
+from infra.settings import asyncpg_dsn
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Overrides:
     mailer: Mailer | None = None
     audit: AuditLog | None = None
     tokens: AccessTokens | None = None
+    principals: PrincipalStore | None = None
 
 
 def build_context(
@@ -63,6 +66,7 @@ def build_context(
 
     context = AuthContext(
         uow_factory=uow_factory,
+        principals=overrides.principals or _principal_store(settings, resources),
         hasher=hasher,
         tokens=overrides.tokens or LazyTokenService(settings),
         limiter=overrides.limiter or _login_limiter(settings, resources),
@@ -131,6 +135,16 @@ class LazyTokenService:
     def jwks(self) -> dict[str, Any]:
         """TokenService.jwks."""
         return self.loaded().jwks()
+
+
+def _principal_store(settings: AuthSettings, resources: AsyncExitStack) -> PrincipalStore:
+    # Its own pool (of up to db_pool_size connections, beside the engine's), opened on the
+    # first bearer check: the saga and create-admin never make one, so never open it.
+    store = AsyncpgPrincipalStore(
+        asyncpg_dsn(settings.database_url), max_size=settings.db_pool_size
+    )
+    resources.push_async_callback(store.close)
+    return store
 
 
 def _login_limiter(settings: AuthSettings, resources: AsyncExitStack) -> LoginRateLimiter:

@@ -38,6 +38,11 @@ class AuthSettings(MailSettings, DatabaseSettings):
     service_token_ttl_seconds: int = Field(default=300, ge=30)
     # Connections of the feed's own pool (infra.event_log.PostgresEventLog), opened on demand.
     feed_pool_size: int = Field(default=4, ge=1)
+    # Allocations between young-generation collections in `userbus api` (Python's default is
+    # 700); start-up's objects are frozen out of every collection. With the defaults, full
+    # collections paused the API for up to a couple of hundred ms under load (bench/README.md).
+    # 0 leaves the interpreter's setting alone.
+    api_gc_threshold: int = Field(default=10_000, ge=0)
     # Failed-login counters live in Redis, so that every API instance sees the same counts.
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of this deployment's Redis keys (several deployments may share one Redis).

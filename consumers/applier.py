@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.healing import GapFiller
@@ -84,18 +83,13 @@ class ProjectionApplier:
 
     def __init__(self, projection: Projection, gaps: GapFiller | None = None) -> None:
         self.projection = projection
-        self.tracking = tracking_table(projection.name)
+        self.tracking = tracking_table(projection.schema)
         self.gap_filler = gaps
 
     async def setup(self, conn: AsyncConnection) -> None:
         """Create the projection's schema, tables and tracking table if missing."""
         await self.projection.create_tables(conn)
         await conn.run_sync(self.tracking.metadata.create_all)
-
-    async def reset(self, conn: AsyncConnection) -> None:
-        """Empty the projection and forget every position (before a replay)."""
-        await self.projection.reset(conn)
-        await conn.execute(text(f'TRUNCATE "{self.tracking.schema}".tracking'))
 
     async def apply_batch(
         self, conn: AsyncConnection, envelopes: Sequence[Envelope]

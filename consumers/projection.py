@@ -1,22 +1,33 @@
 """The Projection base class: a read model built from events, in its own schema."""
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import Envelope, Event
+
+if TYPE_CHECKING:
+    from consumers.replay.raw import BulkRows
 
 
 class Projection(ABC):
     """A view kept up to date from events.
 
-    `name` is also its consumer group and the PostgreSQL schema of its tables; `metadata`
-    holds those tables (created at start, truncated by replay). `apply` runs inside the
-    toolkit's transaction, together with the tracking record, so it is never applied twice
-    for the same event; handlers should still be written to be idempotent.
+    `name` is also its consumer group and the PostgreSQL schema of its live tables;
+    `metadata` holds those tables. `apply` runs inside the toolkit's transaction, together
+    with the tracking record, so it is never applied twice for the same event; handlers
+    should still be written to be idempotent.
+
+    `schema` is where this instance writes its rebuilt tables: the live schema (`name`) by
+    default, a shadow schema for a replay (`in_schema`). Every statement goes through
+    `table()`, or names `self.schema` in its SQL. The tables named in `kept_tables` are not
+    rebuilt by a replay: they always live in the live schema, and the instance that
+    rebuilds into a shadow reads and writes the live ones (an outbox of answers already
+    acted on, mails already sent).
     """
 
     name: ClassVar[str]
@@ -25,6 +36,42 @@ class Projection(ABC):
     # A projection that keeps every event as it came (an audit log) also gets event types
     # newer than its contract, through `apply_unknown`; the others skip them with a warning.
     keeps_unknown_types: ClassVar[bool] = False
+    # Tables of the live schema a replay keeps as they are (never moved, never dropped).
+    kept_tables: ClassVar[frozenset[str]] = frozenset()
+
+    _schema: str | None = None
+    _tables: dict[str, Table] | None = None
+
+    @property
+    def schema(self) -> str:
+        """The schema this instance writes its rebuilt tables and tracking records into."""
+        return self._schema or self.name
+
+    def in_schema(self, schema: str) -> Self:
+        """A copy of this projection (same configuration) that writes into `schema`."""
+        clone = copy.copy(self)
+        clone._schema = schema
+        clone._tables = None
+        return clone
+
+    @property
+    def rebuilt_tables(self) -> list[Table]:
+        """The tables of `metadata` a replay rebuilds, as they are in `schema`."""
+        return [
+            self.table(t) for t in self.metadata.sorted_tables if t.name not in self.kept_tables
+        ]
+
+    def table(self, table: Table) -> Table:
+        """`table` (one of `metadata`'s) where this instance uses it: kept ones stay live."""
+        if self._tables is None:
+            target = MetaData()
+            self._tables = {
+                t.name: t
+                if t.name in self.kept_tables or self.schema == self.name
+                else t.to_metadata(target, schema=self.schema)
+                for t in self.metadata.sorted_tables
+            }
+        return self._tables[table.name]
 
     @abstractmethod
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
@@ -46,8 +93,12 @@ class Projection(ABC):
         """Record an event of a type this contract does not know (only if keeps_unknown_types)."""
         raise NotImplementedError(f"{self.name} does not keep unknown event types")
 
+    def bulk_rows(self) -> "BulkRows | None":
+        """The fast path of a replay into a shadow (consumers/replay/raw.py), if it has one."""
+        return None
+
     async def create_tables(self, conn: AsyncConnection) -> None:
-        """Create the schema and tables if they do not exist.
+        """Create the schema and tables if they do not exist (kept ones in the live schema).
 
         Processes of one projection that start together take turns: two concurrent
         `CREATE SCHEMA IF NOT EXISTS` (or CREATE TABLE, CREATE OR REPLACE FUNCTION) can both
@@ -57,13 +108,19 @@ class Projection(ABC):
         """
         await conn.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-            {"key": f"userbus.create_tables.{self.name}"},
+            {"key": f"userbus.create_tables.{self.schema}"},
         )
-        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.name}"'))
-        await conn.run_sync(self.metadata.create_all)
+        for schema in dict.fromkeys([self.name, self.schema]):
+            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        tables = [self.table(t) for t in self.metadata.sorted_tables]
+        await conn.run_sync(lambda sync: MetaData().create_all(sync, tables=tables))
 
-    async def reset(self, conn: AsyncConnection) -> None:
-        """Empty the view's tables (replay rebuilds them)."""
-        tables = ", ".join(f'"{t.schema}"."{t.name}"' for t in self.metadata.sorted_tables)
-        if tables:
-            await conn.execute(text(f"TRUNCATE {tables}"))
+    async def carry_over(self, conn: AsyncConnection) -> None:
+        """Inside a replay's swap: take over what the live view holds that events cannot rebuild.
+
+        Called on the instance that rebuilt into the shadow schema, after it caught up
+        with the live one, while the live tables are locked against writers (EXCLUSIVE).
+        The live tracking table tells which users the rebuilt view is ahead on (events the
+        live one never applied). The default has nothing to carry over.
+        """
+        return None

@@ -2,35 +2,29 @@
 
 from collections.abc import AsyncIterator
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
+from consumers.replay.sources import LogSource
 from events import Envelope, envelope_from_json
+from infra.event_log import PostgresEventLog
 from infra.reading import EventSource
 
 __all__ = ["EventSource", "OutboxLogSource"]
 
 
-class OutboxLogSource:
-    """The auth service's outbox table: every committed event, published or not.
+class OutboxLogSource(LogSource):
+    """The auth service's outbox table (`auth.outbox`): every committed event, by position.
 
-    Ordered by id: one user's events are committed one after another (each change locks the
-    user's row), so id order is each user's sequence order.
+    A replay reads it by position with the commit-safe head of infra/event_log.py, so an
+    event committed late with a smaller id is never skipped, and reads one user's events
+    when it catches up with the live projection. It is also an EventSource (`batches`).
     """
 
-    def __init__(self, database_url: str) -> None:
-        self._url = database_url
+    def __init__(self, database_url: str, *, schema: str = "auth") -> None:
+        super().__init__(PostgresEventLog(database_url, schema=schema))
 
     async def batches(self, size: int) -> AsyncIterator[list[Envelope]]:
-        """Read the log in id order with a server-side cursor."""
-        engine = create_async_engine(self._url)
+        """The whole log as it is now, in position order, validated."""
         try:
-            async with engine.connect() as conn:
-                result = await conn.stream(
-                    text("SELECT payload::text FROM auth.outbox ORDER BY id"),
-                    execution_options={"yield_per": size},
-                )
-                async for rows in result.partitions(size):
-                    yield [envelope_from_json(row[0]) for row in rows]
+            async for page in self.pages("", size):
+                yield [envelope_from_json(raw) for raw in page.raw]
         finally:
-            await engine.dispose()
+            await self.close()

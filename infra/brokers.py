@@ -14,7 +14,7 @@ from infra.dead_letters import DeadLetterQueue
 from infra.erasure import ErasedEntries, RedactedHistories
 from infra.kafka.urls import KAFKA_SCHEME, kafka_servers
 from infra.publishing import EventPublisher, Retention, TopicLayout
-from infra.reading import EventSource, GroupReader, ReaderOptions
+from infra.reading import GroupReader, ReaderOptions, StreamHistory
 from infra.status import StreamStatus
 
 BrokerKind = Literal["redis", "kafka"]
@@ -43,7 +43,7 @@ class Broker(Protocol):
         """A member of the consumer group `options.group` on `options.stream`."""
         ...
 
-    def history(self, stream: str) -> EventSource:
+    def history(self, stream: str) -> StreamHistory:
         """Everything the broker keeps of `stream`, for a replay (no group is joined)."""
         ...
 

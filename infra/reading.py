@@ -84,3 +84,20 @@ class EventSource(Protocol):
     def batches(self, size: int) -> AsyncIterator[list[Envelope]]:
         """The history in batches of at most `size`."""
         ...
+
+
+class StreamHistory(EventSource, Protocol):
+    """A broker's history read by position: where a replay stopped, it can go on from there."""
+
+    def raw_pages(self, size: int, after: str = "") -> AsyncIterator[tuple[str, list[bytes]]]:
+        """Entries after position `after` ("" = the first), up to the end when called.
+
+        Each page holds the entries' data as sent (envelope JSON) and the position after
+        its last entry: pass it as `after` to go on. The position is the broker's own (an
+        entry id, offsets); nothing but this history should read it.
+        """
+        ...
+
+    def resume_from(self, position: str) -> str:
+        """Where a replay that stopped at `position` in an earlier process safely goes on."""
+        ...

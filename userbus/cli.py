@@ -10,29 +10,26 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth.domain.errors import AuthError
 from auth.migrations import upgrade
 from auth.saga.main import run_registration_saga
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
 from auth.settings import AuthSettings
-from consumers.replay import replay
 from consumers.settings import ConsumerSettings
-from consumers.sources import EventSource, OutboxLogSource
 from downstream_examples.notifier.main import run_notifier
 from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.notifier.settings import NotifierSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
 from events import json_schemas
-from infra.brokers import broker_for
 from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
 from userbus.operations import dlq_app, kafka_app, status
-from userbus.projections import PROJECTIONS, projection_named
+from userbus.projections import PROJECTIONS, known_projection
 from userbus.prune import prune
+from userbus.replay_command import replay_command
 from userbus.run import run_api, run_consumer, run_until_signal
 from userbus.services import services_app
 
@@ -49,13 +46,6 @@ app.command()(status)
 app.command()(prune)
 
 
-class Source(StrEnum):
-    """Where a replay reads the event history from."""
-
-    outbox = "outbox"
-    stream = "stream"
-
-
 class Outbox(StrEnum):
     """Which service's outbox a relay publishes."""
 
@@ -69,20 +59,10 @@ class Outbox(StrEnum):
 REGISTRATION_SAGA = "registrations"
 
 
-def _known_projection(name: str) -> str:
-    if name not in PROJECTIONS:
-        raise typer.BadParameter(f"no projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}")
-    return name
-
-
 def _known_consumer(name: str) -> str:
-    return name if name == REGISTRATION_SAGA else _known_projection(name)
+    return name if name == REGISTRATION_SAGA else known_projection(name)
 
 
-ProjectionName = Annotated[
-    str,
-    typer.Argument(help=f"one of: {', '.join(PROJECTIONS)}", callback=_known_projection),
-]
 ConsumerName = Annotated[
     str,
     typer.Argument(
@@ -159,35 +139,7 @@ def consume(name: ConsumerName) -> None:
     run_until_signal(lambda stop: run_consumer(settings, name, stop))
 
 
-@app.command("replay")
-def replay_command(
-    name: ProjectionName,
-    source: Annotated[
-        Source, typer.Option(help="the auth event log, or the stream")
-    ] = Source.outbox,
-) -> None:
-    """Rebuild a projection from the event history, atomically."""
-    settings = ConsumerSettings()
-    projection = projection_named(name)
-    history: EventSource = (
-        OutboxLogSource(settings.event_log_database_url)
-        if source is Source.outbox
-        else broker_for(settings.broker_url).history(settings.stream)
-    )
-
-    async def rebuild() -> None:
-        engine = create_async_engine(settings.database_url)
-        try:
-            outcome = await replay(projection, engine, history)
-        finally:
-            await engine.dispose()
-        typer.echo(
-            f"replayed {name} from the {source.value}: {outcome.applied} applied, "
-            f"{outcome.skipped} not handled, {outcome.duplicates} duplicates, "
-            f"{len(outcome.rejected)} rejected"
-        )
-
-    asyncio.run(rebuild())
+app.command("replay")(replay_command)
 
 
 @users_app.command("create-admin")

@@ -1,5 +1,9 @@
 """The projections the `userbus` command can run and replay, by name."""
 
+from typing import Annotated
+
+import typer
+
 from consumers.errors import UnknownProjectionError
 from consumers.projection import Projection
 from downstream_examples.audit.projection import AuditProjection
@@ -19,3 +23,16 @@ def projection_named(name: str) -> Projection:
         return PROJECTIONS[name]()
     except KeyError:
         raise UnknownProjectionError(name, list(PROJECTIONS)) from None
+
+
+def known_projection(name: str) -> str:
+    """`name` if a projection has it; a usage error naming the known ones otherwise."""
+    if name not in PROJECTIONS:
+        raise typer.BadParameter(f"no projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}")
+    return name
+
+
+ProjectionName = Annotated[
+    str,
+    typer.Argument(help=f"one of: {', '.join(PROJECTIONS)}", callback=known_projection),
+]

@@ -11,6 +11,7 @@ import uvicorn
 from auth.main import create_app
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
+from consumers.memory import tune_garbage_collection
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.projection import NotifierProjection
 from userbus.projections import projection_named
@@ -29,6 +30,7 @@ class _Server(uvicorn.Server):
 async def run_api(settings: AuthSettings, stop: asyncio.Event, *, host: str, port: int) -> None:
     """Serve the HTTP API until `stop` is set, then finish requests in flight."""
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+    tune_garbage_collection(settings.api_gc_threshold)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
     stopped = asyncio.create_task(stop.wait())

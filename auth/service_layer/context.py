@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
+from auth.adapters.principals import PrincipalStore
 from auth.adapters.rate_limit import LoginRateLimiter
 from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
@@ -51,6 +52,8 @@ class AuthContext:
     """The collaborators and settings of the auth use cases (tests pass fakes)."""
 
     uow_factory: UnitOfWorkFactory
+    # The bearer check reads committed state in one round trip, outside any unit of work.
+    principals: PrincipalStore
     hasher: PasswordHasher
     tokens: AccessTokens
     limiter: LoginRateLimiter

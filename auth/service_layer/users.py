@@ -118,21 +118,20 @@ async def authenticated_user(ctx: AuthContext, *, principal: Principal) -> User:
     """The user behind a verified token, if it and its session are still good.
 
     A signature only proves the token was issued; this also rejects the tokens of deleted or
-    disabled users and of sessions that ended (logout, password change).
+    disabled users, of demoted admins, and of sessions that ended (logout, password change).
+    Every check reads committed state in one round trip (PrincipalStore), so a change made
+    through any instance is seen by the very next request on every instance.
     """
-    async with ctx.uow_factory() as uow:
-        user = await uow.users.get(principal.user_id)
-        if user is None or user.status != "active":
-            raise NotAuthenticatedError("the token's user no longer exists or is not active")
-        if user.role != principal.role:
-            # A demoted admin's token must not keep its rights until it expires (a promoted
-            # user simply refreshes to get the new role).
-            raise NotAuthenticatedError("the token's role is out of date; refresh it")
-        if principal.session_id is not None and not await uow.sessions.is_active(
-            principal.session_id, user.id, now=now()
-        ):
-            raise NotAuthenticatedError("the token's session has ended")
-    return user
+    standing = await ctx.principals.standing(principal.user_id, principal.session_id, now=now())
+    if standing is None or standing.user.status != "active":
+        raise NotAuthenticatedError("the token's user no longer exists or is not active")
+    if standing.user.role != principal.role:
+        # A demoted admin's token must not keep its rights until it expires (a promoted
+        # user simply refreshes to get the new role).
+        raise NotAuthenticatedError("the token's role is out of date; refresh it")
+    if principal.session_id is not None and not standing.session_live:
+        raise NotAuthenticatedError("the token's session has ended")
+    return standing.user
 
 
 def _may_access(actor: Principal, username: str) -> None:

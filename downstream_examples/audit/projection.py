@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import ClassVar
 
-from sqlalchemy import func, text, update
+from sqlalchemy import Table, func, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -11,10 +11,10 @@ from consumers.projection import Projection
 from downstream_examples.audit.tables import (
     REDACTED_FUNCTION,
     REFUSE_CHANGE_FUNCTION,
-    REFUSE_CHANGE_TRIGGER,
     SCHEMA,
     audit_events,
     metadata,
+    refuse_change_trigger,
 )
 from events import EVENT_TYPES, Envelope, Event, UserDeleted
 
@@ -27,6 +27,7 @@ class AuditProjection(Projection):
     blanks that user's PII in every row recorded so far (the one change its trigger allows):
     the log keeps the fact of each event, not who it was. Through the toolkit no event of a
     user comes after their deletion (it is their last sequence; lower ones are duplicates).
+    A replay rebuilds the whole log (there is nothing else in the schema to keep).
     """
 
     name: ClassVar[str] = SCHEMA
@@ -41,24 +42,24 @@ class AuditProjection(Projection):
         await super().create_tables(conn)
         await conn.execute(text(REDACTED_FUNCTION))
         await conn.execute(text(REFUSE_CHANGE_FUNCTION))
-        await conn.execute(text(REFUSE_CHANGE_TRIGGER))
+        await conn.execute(text(refuse_change_trigger(self.schema)))
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Append the event; one already recorded (same id) is left as it is."""
-        await _append(conn, [envelope])
+        await _append(conn, self.table(audit_events), [envelope])
 
     async def apply_many(
         self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
     ) -> None:
         """Append the events in one statement."""
-        await _append(conn, [envelope for _, envelope in batch])
+        await _append(conn, self.table(audit_events), [envelope for _, envelope in batch])
 
     async def apply_unknown(self, conn: AsyncConnection, envelope: Envelope) -> None:
         """Append an event of any type, as delivered."""
-        await _append(conn, [envelope])
+        await _append(conn, self.table(audit_events), [envelope])
 
 
-async def _append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+async def _append(conn: AsyncConnection, table: Table, envelopes: Sequence[Envelope]) -> None:
     rows = [
         {
             "event_id": envelope.id,
@@ -72,18 +73,14 @@ async def _append(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         for envelope in envelopes
     ]
     await conn.execute(
-        insert(audit_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[audit_events.c.event_id])
+        insert(table).values(rows).on_conflict_do_nothing(index_elements=[table.c.event_id])
     )
     deleted = sorted({e.user_id for e in envelopes if e.type == UserDeleted.type_name()})
     if deleted:
         # Only rows that change: a replay from an already redacted log rewrites nothing.
-        redacted = getattr(func, SCHEMA).redacted(
-            audit_events.c.data, audit_events.c.user_id, type_=JSONB
-        )
+        redacted = getattr(func, SCHEMA).redacted(table.c.data, table.c.user_id, type_=JSONB)
         await conn.execute(
-            update(audit_events)
-            .where(audit_events.c.user_id.in_(deleted), audit_events.c.data != redacted)
+            update(table)
+            .where(table.c.user_id.in_(deleted), table.c.data != redacted)
             .values(data=redacted)
         )

@@ -9,11 +9,11 @@ UserDeleted recorded and the new row is the old one with exactly that redaction.
 keeps the fact of every event (id, type, sequence, times) and loses only who it was. Give
 the audit service's database roles no more than that needs: the read API SELECT on
 `audit.events`; a writer INSERT and SELECT on it (never UPDATE, DELETE or TRUNCATE), plus
-SELECT, INSERT and UPDATE on `audit.tracking`. Keep TRUNCATE and DDL with the owner role
-that creates the schema and runs `userbus replay audit` (the toolkit's setup runs CREATE
-SCHEMA, so as it stands the consumer process uses that role too, and the trigger is what
-guards the rows). A row-level trigger does not fire on TRUNCATE, so replay can still empty
-the log and rebuild it from the event history.
+SELECT, INSERT and UPDATE on `audit.tracking`. Keep DDL with the owner role that creates
+the schema and runs `userbus replay audit` (the toolkit's setup runs CREATE SCHEMA, so as
+it stands the consumer process uses that role too, and the trigger is what guards the
+rows). A replay changes no row either: it builds a new log in a shadow schema and swaps
+it in whole (consumers/replay/), the trigger with it.
 """
 
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, Table, Text, Uuid, func
@@ -59,8 +59,8 @@ LANGUAGE sql IMMUTABLE AS $$
 $$
 """
 
-# Raises on any UPDATE or DELETE of a row but a deleted user's redaction; TRUNCATE (replay's
-# reset) fires no row trigger. The table is the trigger's own (TG_TABLE_*), wherever it is.
+# Raises on any UPDATE or DELETE of a row but a deleted user's redaction. The table is the
+# trigger's own (TG_TABLE_*), wherever it is (a replay's shadow too).
 REFUSE_CHANGE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION "{SCHEMA}".refuse_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -85,8 +85,15 @@ END
 $$
 """
 
-REFUSE_CHANGE_TRIGGER = f"""
+
+def refuse_change_trigger(schema: str) -> str:
+    """The trigger on the events table in `schema` (a replay's shadow too).
+
+    The functions stay in the live schema, so the trigger keeps working once a replay has
+    moved the table there, and dropping the shadow afterwards cannot take them along.
+    """
+    return f"""
 CREATE OR REPLACE TRIGGER events_append_only
-BEFORE UPDATE OR DELETE ON "{SCHEMA}".events
+BEFORE UPDATE OR DELETE ON "{schema}".events
 FOR EACH ROW EXECUTE FUNCTION "{SCHEMA}".refuse_change()
 """

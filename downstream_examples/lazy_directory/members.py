@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,13 +67,22 @@ async def admit_token_holder(conn: AsyncConnection, claims: VerifiedClaims) -> M
 
 
 async def record_registration(
-    conn: AsyncConnection, user_id: UUID, username: str, role: str, at: datetime
+    conn: AsyncConnection,
+    user_id: UUID,
+    username: str,
+    role: str,
+    at: datetime,
+    *,
+    table: Table = members,
 ) -> None:
-    """Create the member, or confirm the one a token created, with the event's data."""
+    """Create the member, or confirm the one a token created, with the event's data.
+
+    `table` is the members table written (a replay's shadow one; tombstones are shared).
+    """
     await _lock_user(conn, user_id)
     if await _is_deleted(conn, user_id):
         return  # a replayed registration must not bring a deleted user back
-    statement = insert(members).values(
+    statement = insert(table).values(
         user_id=user_id,
         username=username,
         role=role,
@@ -83,30 +92,34 @@ async def record_registration(
     )
     await conn.execute(
         statement.on_conflict_do_update(
-            index_elements=[members.c.user_id],
+            index_elements=[table.c.user_id],
             set_={
                 "username": statement.excluded.username,
                 "role": statement.excluded.role,
                 "source": "event",
-                "last_seen_at": func.greatest(members.c.last_seen_at, at),
+                "last_seen_at": func.greatest(table.c.last_seen_at, at),
             },
         )
     )
 
 
-async def change_role(conn: AsyncConnection, user_id: UUID, role: str, at: datetime) -> None:
+async def change_role(
+    conn: AsyncConnection, user_id: UUID, role: str, at: datetime, *, table: Table = members
+) -> None:
     """Give a known member their new role (an unknown one gets it from their next token)."""
     await conn.execute(
-        update(members)
-        .where(members.c.user_id == user_id)
-        .values(role=role, last_seen_at=func.greatest(members.c.last_seen_at, at))
+        update(table)
+        .where(table.c.user_id == user_id)
+        .values(role=role, last_seen_at=func.greatest(table.c.last_seen_at, at))
     )
 
 
-async def forget(conn: AsyncConnection, user_id: UUID, deleted_at: datetime) -> None:
+async def forget(
+    conn: AsyncConnection, user_id: UUID, deleted_at: datetime, *, table: Table = members
+) -> None:
     """Remove the member, however it was created, and remember that the user is gone."""
     await _lock_user(conn, user_id)
-    await conn.execute(delete(members).where(members.c.user_id == user_id))
+    await conn.execute(delete(table).where(table.c.user_id == user_id))
     await conn.execute(
         insert(deleted_users)
         .values(user_id=user_id, deleted_at=deleted_at)

@@ -1,5 +1,7 @@
 """The notifier's own tables: who to write to, and the mails owed (its outbox)."""
 
+from functools import cache
+
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -50,3 +52,26 @@ outgoing = Table(
     # The sender's queue: only what is still to be sent, in due order.
     Index("outgoing_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
 )
+
+
+@cache
+def owed_mail(schema: str) -> Table:
+    """Mails owed by the events a replay applies, held in its shadow schema until the swap.
+
+    A replay must not queue mail for the events the live notifier already applied (their
+    mails are queued or sent), but it owes the mails of the events the live one had not
+    applied yet when the swap came, because after the swap nobody else will. So the shadow
+    notes every mail here, and the swap moves into `outgoing` only those of events beyond
+    the live notifier's position (NotifierProjection.carry_over).
+    """
+    return Table(
+        "owed_mail",
+        MetaData(schema=schema),
+        Column("event_id", Uuid, primary_key=True),
+        Column("user_id", Uuid, nullable=False, index=True),
+        Column("sequence", Integer, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("to_address", Text, nullable=False),
+        Column("subject", Text, nullable=False),
+        Column("body", Text, nullable=False),
+    )

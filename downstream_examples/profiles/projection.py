@@ -3,30 +3,46 @@
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import delete, text, update
+from sqlalchemy import Table, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
+from consumers.replay.raw import BulkRows
 from downstream_examples.profiles.answers import answer_registrations, create_answer_outbox
-from downstream_examples.profiles.tables import SCHEMA, SCHEMA_UPGRADES, metadata, profiles
+from downstream_examples.profiles.bulk import ProfileBulkRows
+from downstream_examples.profiles.tables import SCHEMA, metadata, profiles, schema_upgrades
 from events import Envelope, Event, UserDeleted, UserRegistered, UserUpdated
 
 
 class ProfileProjection(Projection):
-    """Keeps `profiles.profiles` from UserRegistered, UserUpdated and UserDeleted."""
+    """Keeps `profiles.profiles` from UserRegistered, UserUpdated and UserDeleted.
+
+    A replay rebuilds the profile table. It keeps the answers' outbox (`profiles.outbox`
+    and `outbox_pending`, the registration saga's): the auth service acted on those
+    answers, so a rebuilt view follows them as they were given (answers.py).
+    """
 
     name: ClassVar[str] = SCHEMA
     handles: ClassVar[frozenset[type[Event]]] = frozenset(
         {UserRegistered, UserUpdated, UserDeleted}
     )
     metadata = metadata
+    kept_tables: ClassVar[frozenset[str]] = frozenset({"outbox", "outbox_pending"})
 
     async def create_tables(self, conn: AsyncConnection) -> None:
-        """Create the tables, then bring a table made by an older version up to date."""
+        """Create the tables, then bring a table made by an older version up to date.
+
+        The answers' outbox is created with the live tables (a replay's shadow uses those).
+        """
         await super().create_tables(conn)
-        for statement in SCHEMA_UPGRADES:
+        for statement in schema_upgrades(self.schema):
             await conn.execute(text(statement))
-        await create_answer_outbox(conn)
+        if self.schema == self.name:
+            await create_answer_outbox(conn)
+
+    def bulk_rows(self) -> BulkRows:
+        """Registrations, updates and deletions of active users, straight from their JSON."""
+        return ProfileBulkRows()
 
     async def apply_many(
         self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
@@ -38,34 +54,46 @@ class ProfileProjection(Projection):
                 registrations.append(event)
                 continue
             # An update or deletion may concern a user registered earlier in this run.
-            await _register_all(conn, registrations)
+            await self._register_all(conn, registrations)
             registrations.clear()
             await self.apply(conn, event, envelope)
-        await _register_all(conn, registrations)
+        await self._register_all(conn, registrations)
 
     async def apply(self, conn: AsyncConnection, event: Event, envelope: Envelope) -> None:
         """Insert the profile on registration, change it on update, delete it on deletion."""
+        table = self.table(profiles)
         match event:
             case UserRegistered():
-                await _register_all(conn, [event])
+                await self._register_all(conn, [event])
             case UserUpdated():
-                await _update(conn, event)
+                await _update(conn, table, event)
             case UserDeleted():
-                await conn.execute(delete(profiles).where(profiles.c.user_id == event.user_id))
+                await conn.execute(delete(table).where(table.c.user_id == event.user_id))
+
+    async def _register_all(
+        self, conn: AsyncConnection, registrations: Sequence[UserRegistered]
+    ) -> None:
+        if not registrations:
+            return
+        # The registration saga: a pending user's registration is answered, and a refused
+        # one gets no profile (see answers.py).
+        events = await answer_registrations(conn, registrations)
+        if events:
+            await _insert(conn, self.schema, events)
 
 
-async def _register_all(conn: AsyncConnection, registrations: Sequence[UserRegistered]) -> None:
-    if not registrations:
-        return
-    # The registration saga: a pending user's registration is answered, and a refused one
-    # gets no profile (see answers.py).
-    events = await answer_registrations(conn, registrations)
-    if not events:
-        return
+async def _insert(conn: AsyncConnection, schema: str, events: Sequence[UserRegistered]) -> None:
     # One INSERT for the lot, the columns as arrays. Idempotent by itself too: a
     # registration seen again leaves the row as it is, so it cannot undo updates applied since.
     await conn.execute(
-        _INSERT_REGISTRATIONS,
+        text(
+            f'INSERT INTO "{schema}".profiles '
+            "(user_id, username, email, display_name, registered_at, updated_at) "
+            "SELECT u, n, e, d, r, r FROM unnest(CAST(:user_ids AS uuid[]), "
+            "CAST(:usernames AS text[]), CAST(:emails AS text[]), "
+            "CAST(:display_names AS text[]), CAST(:registered_at AS timestamptz[])) "
+            "AS p(u, n, e, d, r) ON CONFLICT (user_id) DO NOTHING"
+        ),
         {
             "user_ids": [e.user_id for e in events],
             "usernames": [e.username for e in events],
@@ -76,17 +104,7 @@ async def _register_all(conn: AsyncConnection, registrations: Sequence[UserRegis
     )
 
 
-_INSERT_REGISTRATIONS = text(
-    f"INSERT INTO {SCHEMA}.profiles "
-    "(user_id, username, email, display_name, registered_at, updated_at) "
-    "SELECT u, n, e, d, r, r FROM unnest(CAST(:user_ids AS uuid[]), CAST(:usernames AS text[]), "
-    "CAST(:emails AS text[]), CAST(:display_names AS text[]), "
-    "CAST(:registered_at AS timestamptz[])) AS p(u, n, e, d, r) "
-    "ON CONFLICT (user_id) DO NOTHING"
-)
-
-
-async def _update(conn: AsyncConnection, event: UserUpdated) -> None:
+async def _update(conn: AsyncConnection, table: Table, event: UserUpdated) -> None:
     # UserUpdated is sparse: a field absent from the event did not change (the model's
     # default None must not be written), while display_name present as None was cleared.
     present = event.model_fields_set
@@ -100,7 +118,7 @@ async def _update(conn: AsyncConnection, event: UserUpdated) -> None:
     # Setting values (never incrementing) makes the same update twice leave one result;
     # the tracking records keep an older update from landing after a newer one.
     await conn.execute(
-        update(profiles)
-        .where(profiles.c.user_id == event.user_id)
+        update(table)
+        .where(table.c.user_id == event.user_id)
         .values(**changes, updated_at=event.updated_at)
     )

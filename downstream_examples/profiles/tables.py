@@ -21,12 +21,26 @@ profiles = Table(
 # GET /profiles?username= matches case-insensitively, as the auth service compares usernames.
 Index("profiles_username_lower", func.lower(profiles.c.username))
 
-# What metadata.create_all cannot do: it creates missing tables but never alters existing
-# ones, so a database made by an earlier version of this example lacks what came later.
-# Each statement is idempotent and runs at every start (see ProfileProjection.create_tables).
-# A real service would keep these as Alembic migrations instead.
-SCHEMA_UPGRADES = (
-    "ALTER TABLE profiles.profiles ADD COLUMN IF NOT EXISTS display_name text",
-    "ALTER TABLE profiles.profiles ADD COLUMN IF NOT EXISTS updated_at timestamptz",
-    "CREATE INDEX IF NOT EXISTS profiles_username_lower ON profiles.profiles (lower(username))",
-)
+
+def schema_upgrades(schema: str) -> list[str]:
+    """What metadata.create_all cannot do, for the profile table in `schema`.
+
+    create_all creates missing tables but never alters existing ones, so a database made by
+    an earlier version of this example lacks what came later. Each statement is idempotent
+    and runs at every start (see ProfileProjection.create_tables). A column is added only
+    when it is missing: ALTER TABLE takes ACCESS EXCLUSIVE, even with IF NOT EXISTS, and
+    every reader would queue behind it. A real service would keep these as Alembic
+    migrations instead.
+    """
+    return [
+        *(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns "
+            f"WHERE table_schema = '{schema}' AND table_name = 'profiles' "
+            f"AND column_name = '{column}') THEN "
+            f'ALTER TABLE "{schema}".profiles ADD COLUMN {column} {kind}; END IF; END $$'
+            for column, kind in (("display_name", "text"), ("updated_at", "timestamptz"))
+        ),
+        f"DO $$ BEGIN IF to_regclass('\"{schema}\".profiles_username_lower') IS NULL THEN "
+        f'CREATE INDEX profiles_username_lower ON "{schema}".profiles (lower(username)); '
+        "END IF; END $$",
+    ]

@@ -12,7 +12,7 @@ from infra.kafka.publisher import KafkaPublisher
 from infra.kafka.reader import KafkaGroupReader
 from infra.kafka.status import kafka_status
 from infra.publishing import EventPublisher, Retention, TopicLayout
-from infra.reading import EventSource, ReaderOptions
+from infra.reading import ReaderOptions, StreamHistory
 from infra.status import StreamStatus
 
 
@@ -40,7 +40,7 @@ class KafkaBroker:
         """A member of the topic's consumer group."""
         return KafkaGroupReader(self.servers, options)
 
-    def history(self, stream: str) -> EventSource:
+    def history(self, stream: str) -> StreamHistory:
         """Every partition of the topic, from its earliest offset."""
         return KafkaTopicSource(self.servers, stream)
 

@@ -1,7 +1,8 @@
 """Reading a Kafka topic from its beginning to its end: replays, dead letters, the tests."""
 
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,7 +16,11 @@ class KafkaTopicSource:
     """A Kafka topic read from its earliest offsets up to where it ended when the read began.
 
     Partitions are assigned by hand, with no consumer group: a replay neither joins nor
-    moves the live group. Each user's events sit in one partition, in order.
+    moves the live group. Each user's events sit in one partition, in order. A position is
+    the next offset of each partition (JSON). Within one process a replay goes on from it;
+    a replay resumed in another process reads the topic again from its start, because an
+    offset names a record only while the topic is not recreated (self-healing recreates
+    topics), and a stale offset would silently skip the records of the new topic.
     """
 
     def __init__(self, servers: list[str], topic: str) -> None:
@@ -31,10 +36,30 @@ class KafkaTopicSource:
             if batch:
                 yield batch
 
+    async def raw_pages(self, size: int, after: str = "") -> AsyncIterator[tuple[str, list[bytes]]]:
+        """Records after the offsets in `after` up to the current ends, with the next offsets."""
+        offsets = {int(p): o for p, o in json.loads(after).items()} if after else {}
+        async for records in read_topic(self._servers, self._topic, size, offsets):
+            for record in records:
+                offsets[record.partition] = record.offset + 1
+            yield json.dumps(offsets, sort_keys=True), [r.value or b"" for r in records]
 
-async def read_topic(servers: list[str], topic: str, size: int) -> AsyncIterator[list[Any]]:
-    """Every partition's records from the beginning, by manual assignment (no group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
+    def resume_from(self, position: str) -> str:
+        """The beginning (see the class)."""
+        return ""
+
+
+async def read_topic(
+    servers: list[str], topic: str, size: int, start: Mapping[int, int] | None = None
+) -> AsyncIterator[list[Any]]:
+    """Every partition's records from the beginning (or `start`'s offsets), with no group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=servers,
+        enable_auto_commit=False,
+        group_id=None,
+        # An offset below what retention kept reads from the oldest record kept.
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         # A fresh client may not have the topic's metadata yet: `topics()` fetches it.
@@ -46,6 +71,9 @@ async def read_topic(servers: list[str], topic: str, size: int) -> AsyncIterator
             return
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
+        for tp in assigned:
+            if start and tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
         async for records in read_to_high_watermarks(consumer, assigned, size):
             yield records
     finally:

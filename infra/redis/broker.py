@@ -6,7 +6,7 @@ from datetime import datetime
 from infra.dead_letters import DeadLetterQueue
 from infra.erasure import ErasedEntries, RedactedHistories
 from infra.publishing import EventPublisher, Retention, TopicLayout
-from infra.reading import EventSource, ReaderOptions
+from infra.reading import ReaderOptions, StreamHistory
 from infra.redis.dead_letters import RedisDeadLetters
 from infra.redis.erasure import erase_from_stream
 from infra.redis.history import RedisStreamSource
@@ -37,7 +37,7 @@ class RedisBroker:
         """A member of the stream's consumer group."""
         return RedisGroupReader(self.url, options)
 
-    def history(self, stream: str) -> EventSource:
+    def history(self, stream: str) -> StreamHistory:
         """The stream's entries from its first."""
         return RedisStreamSource(self.url, stream)
 

@@ -18,9 +18,14 @@ DATA = STREAM_FIELD.encode()
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
-async def entry_pages(client: Redis, stream: str, size: int) -> AsyncIterator[list[Entry]]:
-    """Every entry of `stream` from its first, in stream order, at most `size` a page (XRANGE)."""
-    start = "-"
+async def entry_pages(
+    client: Redis, stream: str, size: int, after: str = ""
+) -> AsyncIterator[list[Entry]]:
+    """Every entry of `stream` after id `after` ("": from its first), in stream order (XRANGE).
+
+    At most `size` entries a page.
+    """
+    start = "(" + after if after else "-"
     while True:
         entries: Any = await client.xrange(stream, min=start, count=size)
         if not entries:

@@ -187,7 +187,7 @@ async def test_the_log_refuses_update_and_delete_but_replay_rebuilds_it(
                 await conn.execute(text(statement), {"u": user_id})
     assert await recorded(engine, user_id) == before
 
-    # Replay empties the log with TRUNCATE, which the row-level trigger lets through.
+    # Replay builds a new log beside it and swaps it in: no row is ever changed.
     outcome = await replay(AuditProjection(), engine, source)
     assert outcome.applied == 2
     after = await recorded(engine, user_id)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -67,17 +68,25 @@ def test_migrate_is_idempotent(isolated_database_url: str) -> None:
 
 
 async def test_replay_rebuilds_the_projection_from_the_event_log(
-    engine: AsyncEngine, consumer_settings: ConsumerSettings
+    engine: AsyncEngine, consumer_settings: ConsumerSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     users = await write_history(engine, users=3, changes=1)
-    env = {"USERBUS_DATABASE_URL": consumer_settings.database_url}
+    env = {
+        "USERBUS_DATABASE_URL": consumer_settings.database_url,
+        "USERBUS_REPLAY_PROGRESS_SECONDS": "0.000001",
+        "USERBUS_REPLAY_BATCH_SIZE": "100",
+    }
     # The command runs its own event loop: run it in a thread, away from the test's loop.
-    result = await asyncio.to_thread(
-        CliRunner().invoke, app, ["replay", "profiles", "--source", "outbox"], env=env
-    )
+    with caplog.at_level(logging.INFO, logger="consumers.replay"):
+        result = await asyncio.to_thread(
+            CliRunner().invoke, app, ["replay", "profiles", "--source", "log"], env=env
+        )
     assert result.exit_code == 0, result.output
-    assert "3 applied" in result.output
+    assert "replayed profiles from the log: 3 applied" in result.output
     assert "3 not handled" in result.output  # the password changes: profiles ignore them
+    progress = [r.getMessage() for r in caplog.records if r.name == "consumers.replay"]
+    assert progress[0] == "replay profiles: building, starting at 0 of 6"
+    assert any("6/6 (100 %) at " in line and "ETA" in line for line in progress)
     async with engine.connect() as conn:
         names = set((await conn.execute(text("SELECT username FROM profiles.profiles"))).scalars())
     assert names == {user.username for user in users}

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings
 
 from auth.maintenance.settings import PruneSettings
 from auth.settings import AuthSettings
+from consumers.replay.settings import ReplaySettings
 from consumers.settings import ConsumerSettings
 from infra.settings import DatabaseSettings, UserbusSettings
 from producers.settings import RelaySettings
@@ -37,6 +38,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     AuthSettings,
     RelaySettings,
     ConsumerSettings,
+    ReplaySettings,
     DevSettings,
     DatabaseSettings,
     UserbusSettings,
@@ -51,7 +53,7 @@ SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
     "api": AuthSettings,
     "relay": RelaySettings,
     "consume": ConsumerSettings,
-    "replay": ConsumerSettings,
+    "replay": ReplaySettings,
     "prune": PruneSettings,
 }
 SECRETS_DIR = PurePosixPath("/run/secrets")

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from auth.adapters.principals import Standing
 from auth.adapters.secrets import digest, new_secret
 from auth.adapters.sessions import RefreshGrant
 from auth.domain.errors import ConcurrentUpdateError, EmailTakenError, UsernameTakenError
@@ -491,6 +492,29 @@ class FakeUnitOfWorkFactory:
         return [event for _, event in self.outbox]
 
 
+class FakePrincipalStore:
+    """PrincipalStore over a FakeUnitOfWorkFactory's committed users and sessions."""
+
+    def __init__(self, factory: FakeUnitOfWorkFactory) -> None:
+        self._factory = factory
+
+    async def standing(
+        self, user_id: UUID, session_id: UUID | None, *, now: datetime
+    ) -> Standing | None:
+        """The committed user, and whether the session is theirs, unrevoked and unexpired."""
+        user = self._factory.rows.get(user_id)
+        if user is None:
+            return None
+        session = self._factory.tables.sessions.get(session_id) if session_id else None
+        live = (
+            session is not None
+            and session.user_id == user_id
+            and session.revoked_at is None
+            and session.expires_at > now
+        )
+        return Standing(user=_copy(user), session_live=live)
+
+
 class FakeLoginRateLimiter:
     """LoginRateLimiter counting failures in dicts: per casefolded username and per address.
 
@@ -604,8 +628,10 @@ def make_context(
     require_profile: bool = False,
 ) -> AuthContext:
     """An AuthContext of fakes, a real TokenService and a real AuditLog; pass what you inspect."""
+    factory = uow_factory or FakeUnitOfWorkFactory()
     return AuthContext(
-        uow_factory=uow_factory or FakeUnitOfWorkFactory(),
+        uow_factory=factory,
+        principals=FakePrincipalStore(factory),
         hasher=hasher or FakePasswordHasher(),
         tokens=tokens or make_token_service(),
         limiter=limiter or FakeLoginRateLimiter(),

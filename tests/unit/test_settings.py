@@ -62,6 +62,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_FEED_AUDIENCE": "userbus-feed",
         "USERBUS_SERVICE_TOKEN_TTL_SECONDS": 300,
         "USERBUS_FEED_POOL_SIZE": 4,
+        "USERBUS_API_GC_THRESHOLD": 10_000,
         "USERBUS_REDIS_URL": "redis://127.0.0.1:6379/0",
         "USERBUS_REDIS_KEY_PREFIX": "userbus",
         "USERBUS_LOGIN_LIMIT_PER_USERNAME": 5,

@@ -1,0 +1,97 @@
+"""Rebuilding a projection from its event history without downtime: shadow, catch up, swap.
+
+`replay()` builds the projection's rebuilt tables in a shadow schema (`<name>__replay`)
+while the live ones keep serving reads and the live consumer keeps applying: one
+transaction per page of the source, with the source position as a checkpoint, so an
+interrupted replay resumes (`resume=True`). It reads the source again until a pass finds
+little new, then swaps the shadow in (consumers/replay/swap.py): readers wait at most for
+the table move, never for the build. Tables the projection keeps (`kept_tables`) are
+never rebuilt.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from consumers.applier import BatchOutcome, ProjectionApplier
+from consumers.projection import Projection
+from consumers.replay.build import BuildState, build_pass
+from consumers.replay.progress import LogProgress, ReplayProgress
+from consumers.replay.shadow import (
+    ReplayError,
+    ensure_live,
+    lock_replay,
+    prepare_shadow,
+    shadow_schema,
+    unlock_replay,
+)
+from consumers.replay.sources import ReplaySource, as_replay_source
+from consumers.replay.swap import SwapTimings, swap
+from infra.reading import EventSource
+
+__all__ = ["ReplayError", "ReplayOutcome", "replay"]
+
+DEFAULT_BATCH_SIZE = 10_000
+# Passes over what came in since the previous one, before the swap takes the rest.
+MAX_CATCH_UP_PASSES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What the replay did with the events it read, and how its swap went."""
+
+    events: BatchOutcome
+    swap: SwapTimings
+    # The source position the build went on from ("": it started at the beginning).
+    resumed_at: str
+
+    @property
+    def applied(self) -> int:
+        """Events that changed the rebuilt view."""
+        return self.events.applied
+
+
+async def replay(
+    projection: Projection,
+    engine: AsyncEngine,
+    source: ReplaySource | EventSource,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    resume: bool = False,
+    progress: ReplayProgress | None = None,
+) -> ReplayOutcome:
+    """Rebuild `projection` from `source` into a shadow and swap it in; see the module."""
+    history = as_replay_source(source)
+    progress = progress or LogProgress(projection.name)
+    shadow = projection.in_schema(shadow_schema(projection.name))
+    async with engine.connect() as guard:
+        await lock_replay(guard, projection.name)
+        try:
+            await ensure_live(engine, projection)
+            checkpoint = await prepare_shadow(engine, shadow, history.kind, resume=resume)
+            start = history.resume_from(checkpoint.position)
+            events = checkpoint.events if start == checkpoint.position else 0
+            state = BuildState(start, events)
+            total, done = await history.total(), history.progress_at(start, events)
+            progress.start(total, done)
+            applier = ProjectionApplier(shadow)
+            for _ in range(MAX_CATCH_UP_PASSES):
+                read = await build_pass(
+                    engine, applier, history, state, batch_size=batch_size, progress=progress
+                )
+                progress.advance(0, await history.total())
+                if read < batch_size:
+                    break
+            timings = await swap(engine, projection, shadow, history, state, batch_size=batch_size)
+        except BaseException:
+            progress.finish("stopped; --resume goes on from the last checkpoint")
+            raise
+        finally:
+            await history.close()
+            await unlock_replay(guard, projection.name)
+    outcome = state.outcome
+    progress.finish(
+        f"swapped in: {outcome.applied} applied, {outcome.skipped} not handled, "
+        f"{outcome.duplicates} duplicates, {len(outcome.rejected)} rejected"
+    )
+    return ReplayOutcome(outcome, timings, start)
