@@ -51,6 +51,14 @@ class StreamWitness(Protocol):
         """The mark and counters the broker shows now."""
         ...
 
+    async def recreate(self) -> None:
+        """Make a lost stream exist again, unmarked, before the relay queues the log again.
+
+        Kafka creates a deleted topic, so that the queued log is not sent into a missing
+        topic meanwhile; on Redis nothing is needed (publishing waits for the mark).
+        """
+        ...
+
     async def stamp(self) -> None:
         """Mark the stream as whole (after a first start or a repair); publishing may go on.
 

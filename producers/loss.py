@@ -165,6 +165,7 @@ class LossCheck:
                 await self._record(conn, generation, await self._witness.observe())
                 self.generation = generation
                 return 0
+            await self._witness.recreate()
             queued = await self._queue_log_again(conn, generation)
         self.republished += queued
         logger.warning(

@@ -114,16 +114,25 @@ class KafkaPublisher:
         """Whether the topic exists, each partition's listed end, and the ends acks proved.
 
         A partition's end is at least one past the base offset of its last acked batch; a
-        broker that lists a stale end (Tansu) lists no less than that either.
+        broker that lists a stale end (Tansu) lists no less than that either. The listed
+        ends also become offsets known to hold records, so that an ack below them later
+        shows a loss even in a partition this publisher has not sent to since its stamp.
         """
         ends = await topic_ends(self._servers, self._topic)
         if ends is None:
             return Observation(marked=False)
+        for partition, end in ends.items():
+            if end > 0:
+                self._acked[partition] = max(self._acked.get(partition, -1), end - 1)
         return Observation(
             True,
             {f"partition-{p}": end for p, end in sorted(ends.items())},
             {f"partition-{p}": offset + 1 for p, offset in sorted(self._acked.items())},
         )
+
+    async def recreate(self) -> None:
+        """Create the topic if it was deleted (a broker may take records for a missing one)."""
+        await ensure_topic(self._servers, self._topic, self._layout)
 
     async def stamp(self) -> None:
         """Create the topic if it is missing; offsets are followed from its ends now.

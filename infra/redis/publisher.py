@@ -113,6 +113,9 @@ class RedisStreamPublisher:
         names = {_text(group["name"]) for group in groups}
         return Observation(MARKER_GROUP in names, {"entries-added": int(info["entries-added"])})
 
+    async def recreate(self) -> None:
+        """Nothing to do: publishing waits for the mark, which `stamp` gives."""
+
     async def stamp(self) -> None:
         """Mark the stream (creating it if needed); publishing then requires the mark."""
         try:

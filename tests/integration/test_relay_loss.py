@@ -92,6 +92,21 @@ async def relay(checking: RelaySettings) -> AsyncIterator[OutboxRelay]:
     await task
 
 
+async def all_published(settings: RelaySettings, count: int, *, timeout: float) -> None:
+    """Wait until `count` distinct events are on the stream or topic; else say what is."""
+    try:
+        await eventually(lambda: published_count(settings, count), timeout=timeout)
+    except AssertionError:
+        events = await broker_events(settings.broker_url, settings.stream)
+        distinct = len({event["id"] for event in events})
+        backlog = await relay_backlog(settings.database_url)
+        state = await relay_state(settings.database_url, settings.stream)
+        raise AssertionError(
+            f"{distinct} of {count} events published ({len(events)} with duplicates), "
+            f"{backlog} queued, relay state {state}"
+        ) from None
+
+
 async def published_count(settings: RelaySettings, count: int) -> bool:
     """Whether the stream or topic holds `count` distinct events, and nothing waits to go.
 
@@ -183,7 +198,7 @@ async def test_several_relays_repair_a_lost_stream_once(
             await eventually(lambda: repaired(checking), timeout=30)
         for user in users:
             await change_password(engine, user)
-        await eventually(lambda: published_count(checking, 24), timeout=30)
+        await all_published(checking, 24, timeout=30)
         await asyncio.sleep(1.2)  # more checks: none finds another loss
     finally:
         stop.set()
