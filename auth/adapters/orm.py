@@ -3,6 +3,7 @@
 from sqlalchemy import (
     Column,
     DateTime,
+    BigInteger,
     Integer,
     LargeBinary,
     MetaData,
@@ -46,6 +47,9 @@ sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
     Column("revoked_reason", Text),
+    # Where the session was last used from (its login, then each refresh): migration 0008.
+    Column("client_address", Text),
+    Column("user_agent", Text),
 )
 
 refresh_tokens = Table(
@@ -92,6 +96,27 @@ erasures = Table(
     Column("erased_at", DateTime(timezone=True)),
     Column("redacted_events", Integer),
     Column("broker_erased_at", DateTime(timezone=True)),
+)
+
+# One TOTP enrolment per user; the secret only encrypted (migration 0008).
+mfa_totp = Table(
+    "mfa_totp",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("secret_ciphertext", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("last_used_step", BigInteger),
+)
+
+# Single-use recovery codes, stored as keyed digests.
+mfa_recovery_codes = Table(
+    "mfa_recovery_codes",
+    metadata,
+    Column("code_hash", LargeBinary, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
 )
 
 # Index names the repositories map to domain errors.

@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth.adapters.orm import refresh_tokens, sessions
 from auth.adapters.secrets import digest, new_secret
+from auth.domain.sessions import Client, SessionInfo
+
+_NOWHERE = Client()
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,9 @@ class RefreshGrant:
 class SessionRepository(Protocol):
     """Where sessions and their refresh tokens are kept."""
 
-    async def create(self, user_id: UUID, *, now: datetime, ttl: timedelta) -> tuple[UUID, str]:
+    async def create(
+        self, user_id: UUID, *, now: datetime, ttl: timedelta, client: Client = _NOWHERE
+    ) -> tuple[UUID, str]:
         """A new session and its first refresh token."""
         ...
 
@@ -44,7 +49,9 @@ class SessionRepository(Protocol):
         """The grant behind a refresh token, locked until the transaction ends."""
         ...
 
-    async def rotate(self, grant: RefreshGrant, *, now: datetime, ttl: timedelta) -> str:
+    async def rotate(
+        self, grant: RefreshGrant, *, now: datetime, ttl: timedelta, client: Client = _NOWHERE
+    ) -> str:
         """Spend the token and return the session's next one."""
         ...
 
@@ -62,6 +69,16 @@ class SessionRepository(Protocol):
         """Whether the session exists, belongs to the user, and is neither revoked nor expired."""
         ...
 
+    async def list_live(self, user_id: UUID, *, now: datetime) -> list[SessionInfo]:
+        """The user's unrevoked, unexpired sessions, the most recently used first."""
+        ...
+
+    async def revoke_owned(
+        self, session_id: UUID, user_id: UUID, *, now: datetime, reason: str
+    ) -> bool:
+        """End the session if it is live and the user's; whether it was."""
+        ...
+
 
 class SqlAlchemySessionRepository:
     """SessionRepository on the unit of work's connection."""
@@ -69,7 +86,9 @@ class SqlAlchemySessionRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def create(self, user_id: UUID, *, now: datetime, ttl: timedelta) -> tuple[UUID, str]:
+    async def create(
+        self, user_id: UUID, *, now: datetime, ttl: timedelta, client: Client = _NOWHERE
+    ) -> tuple[UUID, str]:
         """A new session and its first refresh token."""
         session_id = uuid4()
         await self._conn.execute(
@@ -79,6 +98,8 @@ class SqlAlchemySessionRepository:
                 created_at=now,
                 last_used_at=now,
                 expires_at=now + ttl,
+                client_address=client.address,
+                user_agent=client.user_agent,
             )
         )
         return session_id, await self._new_token(session_id, now=now, ttl=ttl)
@@ -113,7 +134,9 @@ class SqlAlchemySessionRepository:
             session_expires_at=row.session_expires_at,
         )
 
-    async def rotate(self, grant: RefreshGrant, *, now: datetime, ttl: timedelta) -> str:
+    async def rotate(
+        self, grant: RefreshGrant, *, now: datetime, ttl: timedelta, client: Client = _NOWHERE
+    ) -> str:
         """Spend the token and return the session's next one (the session slides on)."""
         await self._conn.execute(
             update(refresh_tokens)
@@ -123,7 +146,12 @@ class SqlAlchemySessionRepository:
         await self._conn.execute(
             update(sessions)
             .where(sessions.c.id == grant.session_id)
-            .values(last_used_at=now, expires_at=now + ttl)
+            .values(
+                last_used_at=now,
+                expires_at=now + ttl,
+                client_address=client.address,
+                user_agent=client.user_agent,
+            )
         )
         return await self._new_token(grant.session_id, now=now, ttl=ttl)
 
@@ -156,6 +184,43 @@ class SqlAlchemySessionRepository:
             sessions.c.expires_at > now,
         )
         return (await self._conn.execute(query)).first() is not None
+
+    async def list_live(self, user_id: UUID, *, now: datetime) -> list[SessionInfo]:
+        """The user's live sessions, the most recently used first."""
+        query = (
+            select(
+                sessions.c.id,
+                sessions.c.created_at,
+                sessions.c.last_used_at,
+                sessions.c.expires_at,
+                sessions.c.client_address,
+                sessions.c.user_agent,
+            )
+            .where(
+                sessions.c.user_id == user_id,
+                sessions.c.revoked_at.is_(None),
+                sessions.c.expires_at > now,
+            )
+            .order_by(sessions.c.last_used_at.desc(), sessions.c.id)
+        )
+        rows = (await self._conn.execute(query)).all()
+        return [SessionInfo(**row._mapping) for row in rows]
+
+    async def revoke_owned(
+        self, session_id: UUID, user_id: UUID, *, now: datetime, reason: str
+    ) -> bool:
+        """End the session if it is live and the user's."""
+        result = await self._conn.execute(
+            update(sessions)
+            .where(
+                sessions.c.id == session_id,
+                sessions.c.user_id == user_id,
+                sessions.c.revoked_at.is_(None),
+                sessions.c.expires_at > now,
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount == 1
 
     async def _new_token(self, session_id: UUID, *, now: datetime, ttl: timedelta) -> str:
         token, token_hash = new_secret()
