@@ -16,17 +16,20 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.adapters.mfa_challenges import RedisChallengeStore
 from auth.adapters.principals import AsyncpgPrincipalStore, PrincipalStore
 from auth.adapters.rate_limit import LoginLimits, LoginRateLimiter, RedisLoginRateLimiter
 from auth.adapters.service_clients import SqlAlchemyServiceClientRepository
 from auth.domain.model import Principal, User
 from auth.domain.passwords import BcryptPasswordHasher, PasswordHasher
 from auth.security.audit import AuditLog
+from auth.security.mfa_keys import LazyMfaKeys
 from auth.security.service_tokens import ServiceTokenService
 from auth.security.tokens import IssuedToken, TokenService, token_service
 from auth.service_layer.context import AccessTokens, AuthContext, Lifetimes
+from auth.service_layer.mfa_context import MfaKit
 from auth.service_layer.service_clients import ServiceAccess, ServiceClients
-from auth.service_layer.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
+from auth.service_layer.unit_of_work import MfaUnitOfWork, SqlAlchemyUnitOfWork, UnitOfWork
 from auth.settings import AuthSettings
 from infra.mail import Mailer, mailer_from
 from infra.settings import asyncpg_dsn
@@ -78,6 +81,7 @@ def build_context(
         ),
         password_reset_url=settings.password_reset_url,
         require_profile=settings.require_profile,
+        mfa=_mfa_kit(settings, engine, resources),
     )
     return context, resources
 
@@ -160,3 +164,31 @@ def _login_limiter(settings: AuthSettings, resources: AsyncExitStack) -> LoginRa
         window_seconds=settings.login_limit_window_seconds,
     )
     return RedisLoginRateLimiter(client, limits, prefix=f"{settings.redis_key_prefix}:login")
+
+
+def _mfa_kit(settings: AuthSettings, engine: AsyncEngine, resources: AsyncExitStack) -> MfaKit:
+    # Its own Redis client, configured as the login limiter's (fail fast: 503, not a hang).
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 1),
+    )  # fmt: skip
+    resources.push_async_callback(client.aclose)
+    prefix = f"{settings.redis_key_prefix}:mfa"
+    # Wrong codes: the login limiter's machinery, keyed by user id, in a key space of its own.
+    limits = LoginLimits(
+        per_username=settings.mfa_code_limit,
+        per_address=settings.login_limit_per_address,
+        window_seconds=settings.login_limit_window_seconds,
+    )
+
+    def uow_factory() -> MfaUnitOfWork:
+        return SqlAlchemyUnitOfWork(engine, event_source=settings.event_source)
+
+    return MfaKit(
+        uow_factory=uow_factory,
+        keys=LazyMfaKeys(settings).get,
+        challenges=RedisChallengeStore(client, prefix=f"{prefix}:challenge"),
+        limiter=RedisLoginRateLimiter(client, limits, prefix=f"{prefix}:codes"),
+        issuer=settings.mfa_issuer,
+        challenge_ttl_seconds=settings.mfa_challenge_ttl_seconds,
+    )

@@ -11,7 +11,7 @@ from auth.adapters.outbox_notifications import OutboxNotifications
 from auth.api.deps import Services
 from auth.api.errors import install_error_handlers
 from auth.api.routes import auth as auth_routes
-from auth.api.routes import events, health, jwks, passwords, users
+from auth.api.routes import events, health, jwks, mfa, passwords, sessions, users
 from auth.bootstrap import Overrides, build_context, build_service_access
 from auth.security.tokens import token_service
 from auth.settings import AuthSettings
@@ -62,12 +62,17 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
     )
     install_error_handlers(app)
     for router in (
+        # Before users.router: /users/{username}/sessions and /mfa are longer paths, but
+        # keeping the specific routes first leaves nothing to chance.
+        sessions.router,
+        mfa.admin_router,
         users.router,
         auth_routes.router,
         passwords.router,
         jwks.router,
         health.router,
         events.router,
+        mfa.router,
     ):
         app.include_router(router)
     return app

@@ -1,5 +1,6 @@
 """Settings of the auth service, read from USERBUS_* environment variables."""
 
+import base64
 import os
 from pathlib import Path
 from typing import Literal
@@ -61,11 +62,36 @@ class AuthSettings(MailSettings, DatabaseSettings):
     pending_registration_timeout_seconds: float = Field(default=300.0, gt=0)
     registration_sweep_interval_seconds: float = Field(default=10.0, gt=0)
     profile_stream: str = Field(default=PROFILE_STREAM, min_length=1)
+    # TOTP second factor: a Fernet key (README, "Two-factor login") encrypting TOTP secrets
+    # and keying recovery-code digests. Unset outside production: generated in data_dir.
+    mfa_encryption_key: SecretStr | None = None
+    # The issuer an authenticator app shows beside the account name.
+    mfa_issuer: str = Field(default="userbus", min_length=1, max_length=64)
+    # How long the challenge between the password and the code lives.
+    mfa_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # Wrong codes per user within login_limit_window_seconds before 429 (per address: the
+    # login limit's login_limit_per_address).
+    mfa_code_limit: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _feed_audience_is_not_the_users(self) -> "AuthSettings":
         if self.feed_audience == self.jwt_audience:
             raise ValueError("USERBUS_FEED_AUDIENCE must differ from USERBUS_JWT_AUDIENCE")
+        return self
+
+    @model_validator(mode="after")
+    def _mfa_key_is_a_fernet_key(self) -> "AuthSettings":
+        if self.mfa_encryption_key is not None:
+            key = self.mfa_encryption_key.get_secret_value().encode("ascii", "replace")
+            try:
+                if len(base64.urlsafe_b64decode(key)) != 32:
+                    raise ValueError("wrong length")
+            except ValueError as exc:
+                raise ValueError(
+                    "USERBUS_MFA_ENCRYPTION_KEY must be 32 bytes in URL-safe base64 "
+                    "(python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())')"
+                ) from exc
         return self
 
     @model_validator(mode="after")

@@ -13,6 +13,8 @@ from events.registry import (
     to_envelope,
 )
 from events.user import (
+    MfaDisabled,
+    MfaEnabled,
     PasswordChanged,
     PasswordResetRequested,
     UserDeleted,
@@ -30,6 +32,8 @@ __all__ = [
     "Event",
     "EventError",
     "MalformedEventError",
+    "MfaDisabled",
+    "MfaEnabled",
     "PasswordChanged",
     "PasswordResetRequested",
     "ProfileCreated",

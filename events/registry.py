@@ -10,6 +10,8 @@ from events.base import Envelope, Event
 from events.errors import MalformedEventError, UnknownEventTypeError
 from events.profile import ProfileCreated, ProfileRejected
 from events.user import (
+    MfaDisabled,
+    MfaEnabled,
     PasswordChanged,
     PasswordResetRequested,
     UserDeleted,
@@ -31,6 +33,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PasswordResetRequested,
         ProfileCreated,
         ProfileRejected,
+        MfaEnabled,
+        MfaDisabled,
     )
 }
 

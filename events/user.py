@@ -83,3 +83,19 @@ class PasswordResetRequested(Event):
     """Someone asked for a reset link for this account (the token is never in the event)."""
 
     requested_at: datetime
+
+
+class MfaEnabled(Event):
+    """The user turned on a second factor. The secret never leaves the auth service."""
+
+    # A plain string: a newer producer may add methods (only `totp` so far).
+    method: str = "totp"
+    enabled_at: datetime
+
+
+class MfaDisabled(Event):
+    """The user's second factor was turned off: by the user (`user`) or an admin (`admin`)."""
+
+    method: str = "totp"
+    disabled_at: datetime
+    reason: str = "user"

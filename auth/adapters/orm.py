@@ -1,9 +1,9 @@
 """The auth service's tables (schema `auth`); Alembic migrations create them."""
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
-    BigInteger,
     Integer,
     LargeBinary,
     MetaData,

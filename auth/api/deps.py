@@ -153,3 +153,11 @@ CurrentUser = Annotated[User, Depends(_UserCheck(_bearer))]
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 ClientAddress = Annotated[str | None, Depends(client_address)]
 CurrentService = Annotated[ServicePrincipal, Depends(get_service)]
+
+
+async def user_agent(request: Request) -> str | None:
+    """The User-Agent header, which the session list shows (truncated when stored)."""
+    return request.headers.get("user-agent")
+
+
+UserAgent = Annotated[str | None, Depends(user_agent)]

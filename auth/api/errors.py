@@ -26,6 +26,16 @@ from auth.domain.errors import (
     UsernameTakenError,
     UserNotFoundError,
 )
+from auth.domain.mfa_errors import (
+    InvalidMfaChallengeError,
+    InvalidMfaCodeError,
+    MfaAlreadyEnabledError,
+    MfaNotEnabledError,
+    MfaNotPendingError,
+    MfaRequiredError,
+    MfaUnavailableError,
+    SessionNotFoundError,
+)
 
 STATUS_OF: dict[type[AuthError], int] = {
     UsernameTakenError: 409,
@@ -42,6 +52,14 @@ STATUS_OF: dict[type[AuthError], int] = {
     InvalidResetTokenError: 400,
     InvalidCursorError: 400,
     TooManyAttemptsError: 429,
+    SessionNotFoundError: 404,
+    InvalidMfaChallengeError: 401,
+    InvalidMfaCodeError: 401,
+    MfaAlreadyEnabledError: 409,
+    MfaNotPendingError: 409,
+    MfaNotEnabledError: 409,
+    MfaRequiredError: 403,
+    MfaUnavailableError: 503,
 }
 
 
@@ -72,7 +90,7 @@ async def _limiter_unavailable(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
-_SECRET_FIELDS = ("password", "token", "secret")
+_SECRET_FIELDS = ("password", "token", "secret", "code", "challenge")
 
 
 def _without_secrets(error: dict[str, Any]) -> dict[str, Any]:

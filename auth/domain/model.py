@@ -9,6 +9,8 @@ from uuid import UUID, uuid4
 from auth.domain.errors import InvalidUsernameError
 from events import (
     Event,
+    MfaDisabled,
+    MfaEnabled,
     PasswordChanged,
     PasswordResetRequested,
     UserDeleted,
@@ -151,6 +153,16 @@ class User:
     def request_password_reset(self, *, now: datetime) -> None:
         """Record that a reset link was requested (the token itself is never an event)."""
         self._record(PasswordResetRequested(user_id=self.id, requested_at=now), now)
+
+    def enable_mfa(self, *, now: datetime) -> None:
+        """Record that a TOTP second factor is now required to log in (never its secret)."""
+        self._record(MfaEnabled(user_id=self.id, method="totp", enabled_at=now), now)
+
+    def disable_mfa(self, *, now: datetime, reason: str) -> None:
+        """Record that the second factor is off: `user` turned it off, or an `admin` reset it."""
+        self._record(
+            MfaDisabled(user_id=self.id, method="totp", disabled_at=now, reason=reason), now
+        )
 
     def delete(self, *, now: datetime, reason: str = "requested") -> None:
         """Mark the account for deletion; the repository removes the row."""

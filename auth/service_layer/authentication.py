@@ -9,9 +9,16 @@ from auth.domain.errors import (
     RegistrationPendingError,
     TooManyAttemptsError,
 )
+from auth.domain.mfa_errors import MfaRequiredError
 from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
+from auth.domain.sessions import Client
 from auth.service_layer.context import AuthContext, now
+from auth.service_layer.mfa_challenges import (
+    MfaChallenge,
+    has_second_factor,
+    second_factor_challenge,
+)
 
 
 @dataclass(frozen=True)
@@ -84,23 +91,57 @@ async def check_credentials(
     return user
 
 
-async def log_in(ctx: AuthContext, *, login: str, password: str, address: str | None) -> TokenPair:
-    """Check the credentials and open a session: an access token and a refresh token."""
+async def log_in(
+    ctx: AuthContext,
+    *,
+    login: str,
+    password: str,
+    address: str | None,
+    user_agent: str | None = None,
+) -> TokenPair | MfaChallenge:
+    """Check the credentials and open a session: an access token and a refresh token.
+
+    A user with a second factor gets an MfaChallenge instead, for POST /auth/mfa/verify.
+    """
     user = await check_credentials(ctx, login=login, password=password, address=address)
+    challenge = await second_factor_challenge(ctx, user, address=address)
+    if challenge is not None:
+        return challenge
+    return await start_session(ctx, user, client=Client.of(address, user_agent))
+
+
+async def check_basic(ctx: AuthContext, *, login: str, password: str, address: str | None) -> User:
+    """`check_credentials` for HTTP Basic, which cannot carry a second factor.
+
+    A user with MFA is refused with MfaRequiredError (told only with the right password).
+    """
+    user = await check_credentials(ctx, login=login, password=password, address=address)
+    if await has_second_factor(ctx, user):
+        ctx.audit.record("login_failed", login=login, address=address, reason="mfa_basic")
+        raise MfaRequiredError("this account has a second factor: log in with POST /auth/login")
+    return user
+
+
+async def start_session(
+    ctx: AuthContext, user: User, *, client: Client, second_factor: str | None = None
+) -> TokenPair:
+    """Open a session for a user whose credentials were proven: its first token pair."""
     async with ctx.uow_factory() as uow:
         session_id, refresh_token = await uow.sessions.create(
-            user.id, now=now(), ttl=ctx.lifetimes.refresh_token
+            user.id, now=now(), ttl=ctx.lifetimes.refresh_token, client=client
         )
         await uow.commit()
     ctx.audit.record(
-        "login_succeeded", user_id=user.id, username=user.username, address=address,
-        session_id=session_id,
+        "login_succeeded", user_id=user.id, username=user.username, address=client.address,
+        session_id=session_id, **({"mfa": second_factor} if second_factor else {}),
     )  # fmt: skip
     issued = ctx.tokens.issue(user, session_id=session_id)
     return TokenPair(issued.token, refresh_token, issued.expires_in, user)
 
 
-async def refresh(ctx: AuthContext, *, refresh_token: str, address: str | None) -> TokenPair:
+async def refresh(
+    ctx: AuthContext, *, refresh_token: str, address: str | None, user_agent: str | None = None
+) -> TokenPair:
     """Exchange a refresh token for a new pair; the old one stops working.
 
     A token presented again after it was exchanged was copied: whoever holds the newer one
@@ -122,7 +163,10 @@ async def refresh(ctx: AuthContext, *, refresh_token: str, address: str | None) 
         user = await uow.users.get(grant.user_id)
         if not grant.usable(moment) or user is None or user.status != "active":
             raise InvalidRefreshTokenError()
-        new_refresh = await uow.sessions.rotate(grant, now=moment, ttl=ctx.lifetimes.refresh_token)
+        new_refresh = await uow.sessions.rotate(
+            grant, now=moment, ttl=ctx.lifetimes.refresh_token,
+            client=Client.of(address, user_agent),
+        )  # fmt: skip
         await uow.commit()
     ctx.audit.record(
         "token_refreshed", user_id=user.id, session_id=grant.session_id, address=address

@@ -15,6 +15,7 @@ from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
 from auth.security.audit import AuditLog
 from auth.security.tokens import IssuedToken
+from auth.service_layer.mfa_context import MfaKit
 from auth.service_layer.unit_of_work import UnitOfWork
 from infra.mail import Mailer
 
@@ -63,6 +64,8 @@ class AuthContext:
     password_reset_url: str | None = None
     # The registration saga: new accounts start `pending` until the profile service answers.
     require_profile: bool = False
+    # The TOTP second factor (auth/bootstrap.py wires it; contexts without it have no MFA).
+    mfa: MfaKit | None = None
 
 
 def now() -> datetime:

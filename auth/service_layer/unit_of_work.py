@@ -6,6 +6,7 @@ from typing import Protocol, Self
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from auth.adapters.mfa import MfaRepository, SqlAlchemyMfaRepository
 from auth.adapters.orm import outbox
 from auth.adapters.repository import SqlAlchemyUserRepository, UserRepository
 from auth.adapters.reset_tokens import ResetTokenRepository, SqlAlchemyResetTokenRepository
@@ -46,6 +47,15 @@ class UnitOfWork(Protocol):
         ...
 
 
+class MfaUnitOfWork(UnitOfWork, Protocol):
+    """A unit of work that also reaches the second factor's tables (the MFA use cases')."""
+
+    @property
+    def mfa(self) -> MfaRepository:
+        """TOTP enrolments and recovery codes of this transaction."""
+        ...
+
+
 class SqlAlchemyUnitOfWork:
     """UnitOfWork on PostgreSQL: users and outbox rows in one transaction (the outbox pattern)."""
 
@@ -74,6 +84,12 @@ class SqlAlchemyUnitOfWork:
         """The password reset tokens of this transaction (only inside `async with`)."""
         assert self._password_resets is not None, "use the unit of work inside `async with`"
         return self._password_resets
+
+    @property
+    def mfa(self) -> SqlAlchemyMfaRepository:
+        """TOTP enrolments and recovery codes of this transaction (only inside `async with`)."""
+        assert self._conn is not None, "use the unit of work inside `async with`"
+        return SqlAlchemyMfaRepository(self._conn)
 
     async def __aenter__(self) -> Self:
         self._conn = await self._begin()

@@ -134,6 +134,16 @@ async def authenticated_user(ctx: AuthContext, *, principal: Principal) -> User:
     return standing.user
 
 
+async def admin_target(uow: UnitOfWork, actor: Principal, username: str) -> User:
+    """The user an admin acts on: PermissionDeniedError for a non-admin, 404 for no such user."""
+    if not actor.is_admin:
+        raise PermissionDeniedError("only admins may do this to another account")
+    user = await uow.users.get_by_username(username)
+    if user is None:
+        raise UserNotFoundError(username)
+    return user
+
+
 def _may_access(actor: Principal, username: str) -> None:
     # Same answer whether or not the username exists: a non-admin learns nothing.
     if not actor.is_admin and actor.username.casefold() != username.casefold():

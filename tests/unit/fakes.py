@@ -18,6 +18,7 @@ from auth.adapters.sessions import RefreshGrant
 from auth.domain.errors import ConcurrentUpdateError, EmailTakenError, UsernameTakenError
 from auth.domain.model import User
 from auth.domain.password_policy import MAX_PASSWORD_BYTES
+from auth.domain.sessions import Client
 from auth.security.audit import AuditLog
 from auth.security.tokens import TokenService
 from auth.service_layer.context import AuthContext, Lifetimes
@@ -193,6 +194,8 @@ class FakeSession:
     expires_at: datetime
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
+    client_address: str | None = None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -269,12 +272,15 @@ class FakeSessionRepository:
         self._sessions: dict[UUID, FakeSession] = {}
         self._tokens: dict[bytes, FakeRefreshToken] = {}
 
-    async def create(self, user_id: UUID, *, now: datetime, ttl: timedelta) -> tuple[UUID, str]:
+    async def create(
+        self, user_id: UUID, *, now: datetime, ttl: timedelta, client: Client = Client()
+    ) -> tuple[UUID, str]:
         """A new session and its first refresh token."""
         session_id = uuid.uuid4()
         self._sessions[session_id] = FakeSession(
-            id=session_id, user_id=user_id, created_at=now, last_used_at=now, expires_at=now + ttl
-        )
+            id=session_id, user_id=user_id, created_at=now, last_used_at=now, expires_at=now + ttl,
+            client_address=client.address, user_agent=client.user_agent,
+        )  # fmt: skip
         return session_id, self._new_token(session_id, now=now, ttl=ttl)
 
     async def find_refresh(self, token: str) -> RefreshGrant | None:
@@ -294,14 +300,19 @@ class FakeSessionRepository:
             session_expires_at=session.expires_at,
         )
 
-    async def rotate(self, grant: RefreshGrant, *, now: datetime, ttl: timedelta) -> str:
+    async def rotate(
+        self, grant: RefreshGrant, *, now: datetime, ttl: timedelta, client: Client = Client()
+    ) -> str:
         """Spend the token and return the session's next one (the session slides on)."""
         row = self._token(grant.token_hash)
         session = self._session(grant.session_id)
         assert row is not None
         assert session is not None
         self._tokens[row.token_hash] = replace(row, used_at=now)
-        self._sessions[session.id] = replace(session, last_used_at=now, expires_at=now + ttl)
+        self._sessions[session.id] = replace(
+            session, last_used_at=now, expires_at=now + ttl,
+            client_address=client.address, user_agent=client.user_agent,
+        )  # fmt: skip
         return self._new_token(session.id, now=now, ttl=ttl)
 
     async def revoke(self, session_id: UUID, *, now: datetime, reason: str) -> None:

@@ -11,6 +11,8 @@ from events import (
     EVENT_TYPES,
     Envelope,
     MalformedEventError,
+    MfaDisabled,
+    MfaEnabled,
     PasswordChanged,
     PasswordResetRequested,
     ProfileCreated,
@@ -78,6 +80,8 @@ def test_envelope_carries_the_cloudevents_attributes() -> None:
             user_id=uuid4(), old_status="active", new_status="disabled", changed_at=NOW
         ),
         PasswordResetRequested(user_id=uuid4(), requested_at=NOW),
+        MfaEnabled(user_id=uuid4(), method="totp", enabled_at=NOW),
+        MfaDisabled(user_id=uuid4(), method="totp", disabled_at=NOW, reason="admin"),
     ],
     ids=lambda event: event.type_name(),
 )
@@ -190,7 +194,8 @@ def test_unknown_envelope_attributes_from_a_newer_producer_are_tolerated() -> No
 
 
 def test_no_event_has_a_field_that_could_hold_a_secret() -> None:
-    forbidden = ("password", "hash", "token", "secret")
+    # "code" and "otp": a TOTP or recovery code is a secret too (MfaEnabled carries none).
+    forbidden = ("password", "hash", "token", "secret", "code", "otp")
 
     fields = [
         (type_name, field) for type_name, cls in EVENT_TYPES.items() for field in cls.model_fields
@@ -215,6 +220,8 @@ def test_registry_names_each_event_by_its_class() -> None:
         "PasswordResetRequested": PasswordResetRequested,
         "ProfileCreated": ProfileCreated,
         "ProfileRejected": ProfileRejected,
+        "MfaEnabled": MfaEnabled,
+        "MfaDisabled": MfaDisabled,
     } == EVENT_TYPES
 
 

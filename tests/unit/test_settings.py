@@ -74,6 +74,10 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_PENDING_REGISTRATION_TIMEOUT_SECONDS": 300.0,
         "USERBUS_REGISTRATION_SWEEP_INTERVAL_SECONDS": 10.0,
         "USERBUS_PROFILE_STREAM": "userbus.profiles",
+        "USERBUS_MFA_ENCRYPTION_KEY": None,
+        "USERBUS_MFA_ISSUER": "userbus",
+        "USERBUS_MFA_CHALLENGE_TTL_SECONDS": 300,
+        "USERBUS_MFA_CODE_LIMIT": 5,
     },
     RelaySettings: {
         **SHARED,

@@ -8,14 +8,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from auth.api.deps import ClientAddress, CurrentPrincipal, ServicesDep
+from auth.api.deps import ClientAddress, CurrentPrincipal, ServicesDep, UserAgent
 from auth.api.errors import error_body
 from auth.api.feed_schemas import ServiceTokenOut
+from auth.api.mfa_schemas import MfaChallengeOut, login_out
 from auth.api.schemas import LoginRequest, RefreshRequest, TokenForm, TokenOut, UserOut
 from auth.domain.errors import InvalidClientError, InvalidCredentialsError
 from auth.service_layer.authentication import (
     TokenPair,
-    check_credentials,
+    check_basic,
     log_in,
     log_out,
     log_out_everywhere,
@@ -54,17 +55,25 @@ def _token_out(pair: TokenPair) -> TokenOut:
     )
 
 
-@router.post("/login", response_model=TokenOut)
-async def login(body: LoginRequest, services: ServicesDep, address: ClientAddress) -> TokenOut:
-    """Exchange a username (or email) and password for an access and a refresh token."""
-    return _token_out(
-        await log_in(services.auth, login=body.username, password=body.password, address=address)
-    )
+@router.post("/login", response_model=TokenOut | MfaChallengeOut)
+async def login(
+    body: LoginRequest, services: ServicesDep, address: ClientAddress, agent: UserAgent
+) -> TokenOut | MfaChallengeOut:
+    """Exchange a username (or email) and password for an access and a refresh token.
+
+    An account with a second factor gets `{mfa_required: true, challenge, expires_in}`
+    instead: POST the challenge with a code to /auth/mfa/verify for the tokens.
+    """
+    result = await log_in(
+        services.auth, login=body.username, password=body.password, address=address,
+        user_agent=agent,
+    )  # fmt: skip
+    return login_out(result)
 
 
 @router.post(
     "/token",
-    response_model=TokenOut | ServiceTokenOut,
+    response_model=TokenOut | ServiceTokenOut | MfaChallengeOut,
     responses={401: {"description": "bad credentials"}},
     openapi_extra={"security": [{}]},  # appended to the generated one: Basic is optional
 )
@@ -73,11 +82,13 @@ async def token(
     services: ServicesDep,
     address: ClientAddress,
     client: Annotated[HTTPBasicCredentials | None, Depends(_client_basic)],
-) -> TokenOut | ServiceTokenOut:
+    agent: UserAgent,
+) -> TokenOut | ServiceTokenOut | MfaChallengeOut:
     """OAuth 2.0 token endpoint: the password grant (Swagger's Authorize), or client credentials.
 
     `grant_type=client_credentials` with a service client's id and secret (HTTP Basic, or the
     form fields `client_id` and `client_secret`) gives a short-lived token for the event feed.
+    The password grant of an account with a second factor answers as POST /auth/login does.
     """
     if form.grant_type == "client_credentials":
         client_id, secret = client_credentials(form, client)
@@ -91,19 +102,31 @@ async def token(
         # (password included) in the error's `input`.
         error = {"type": "missing", "loc": ("body", missing), "msg": "Field required"}
         raise RequestValidationError([error])
-    return _token_out(
-        await log_in(services.auth, login=form.username, password=form.password, address=address)
-    )
+    result = await log_in(
+        services.auth, login=form.username, password=form.password, address=address,
+        user_agent=agent,
+    )  # fmt: skip
+    return login_out(result)
 
 
-@router.get("/basic", response_model=UserOut, responses={401: {"description": "bad credentials"}})
+@router.get(
+    "/basic",
+    response_model=UserOut,
+    responses={
+        401: {"description": "bad credentials"},
+        403: {"description": "`mfa_required`: the account has a second factor"},
+    },
+)
 async def basic(
     request: Request,
     services: ServicesDep,
     address: ClientAddress,
     credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> UserOut | JSONResponse:
-    """Check HTTP Basic credentials: 200 with the user, or 401 asking for Basic."""
+    """Check HTTP Basic credentials: 200 with the user, or 401 asking for Basic.
+
+    Basic cannot carry a second factor: an account with MFA gets 403 `mfa_required`.
+    """
     challenge = {"WWW-Authenticate": 'Basic realm="userbus"'}
     if credentials is not None and "\x00" in credentials.username + credentials.password:
         credentials = None  # no account has such a name or password
@@ -111,7 +134,7 @@ async def basic(
         body = error_body("not_authenticated", "HTTP Basic credentials are required")
         return JSONResponse(body, status_code=401, headers=challenge)
     try:
-        user = await check_credentials(
+        user = await check_basic(
             services.auth,
             login=credentials.username,
             password=credentials.password,
@@ -124,14 +147,16 @@ async def basic(
 
 @router.post("/refresh", response_model=TokenOut)
 async def refresh_tokens(
-    body: RefreshRequest, services: ServicesDep, address: ClientAddress
+    body: RefreshRequest, services: ServicesDep, address: ClientAddress, agent: UserAgent
 ) -> TokenOut:
     """A new token pair for a refresh token, which stops working (rotation).
 
     Presenting a refresh token that was already exchanged ends its whole session.
     """
     return _token_out(
-        await refresh(services.auth, refresh_token=body.refresh_token, address=address)
+        await refresh(
+            services.auth, refresh_token=body.refresh_token, address=address, user_agent=agent
+        )
     )
 
 

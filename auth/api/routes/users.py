@@ -10,7 +10,9 @@ from auth.api.deps import (
     CurrentUser,
     OptionalPrincipal,
     ServicesDep,
+    UserAgent,
 )
+from auth.api.mfa_schemas import MfaChallengeOut, login_out
 from auth.api.schemas import (
     LoginRequest,
     TokenOut,
@@ -47,15 +49,16 @@ async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrinc
     return UserOut.of(user)
 
 
-@router.post("/authenticate", response_model=TokenOut, tags=["auth"])
+@router.post("/authenticate", response_model=TokenOut | MfaChallengeOut, tags=["auth"])
 async def authenticate(
-    body: LoginRequest, services: ServicesDep, address: ClientAddress
-) -> TokenOut:
-    """The same as POST /auth/login."""
-    pair = await log_in(services.auth, login=body.username, password=body.password, address=address)
-    return TokenOut(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
-    )
+    body: LoginRequest, services: ServicesDep, address: ClientAddress, agent: UserAgent
+) -> TokenOut | MfaChallengeOut:
+    """The same as POST /auth/login (a second factor answers with its challenge too)."""
+    result = await log_in(
+        services.auth, login=body.username, password=body.password, address=address,
+        user_agent=agent,
+    )  # fmt: skip
+    return login_out(result)
 
 
 @router.get("/me", response_model=UserOut)
