@@ -27,6 +27,8 @@ from events import (
     EVENT_TYPES,
     Envelope,
     Event,
+    MfaDisabled,
+    MfaEnabled,
     PasswordChanged,
     PasswordResetRequested,
     ProfileCreated,
@@ -68,6 +70,8 @@ SAMPLES: dict[str, Callable[[UUID], Event]] = {
     # The profile service's answers (their own stream; an audit log may follow it too).
     "ProfileCreated": lambda u: ProfileCreated(user_id=u, created_at=NOW),
     "ProfileRejected": lambda u: ProfileRejected(user_id=u, reason="test", rejected_at=NOW),
+    "MfaEnabled": lambda u: MfaEnabled(user_id=u, method="totp", enabled_at=NOW),
+    "MfaDisabled": lambda u: MfaDisabled(user_id=u, method="totp", disabled_at=NOW, reason="user"),
 }
 
 
