@@ -1,0 +1,176 @@
+"""MFA beyond the login: an admin's reset, the events on the stream, what is stored, no key."""
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from auth.bootstrap import Overrides
+from auth.settings import AuthSettings
+from producers.main import create_relay
+from producers.settings import RelaySettings
+from tests.conftest import unique_username
+from tests.integration.helpers import (
+    api_client,
+    bearer,
+    broker_events,
+    eventually,
+    login,
+    login_pair,
+    register,
+)
+from tests.integration.mfa_helpers import PASSWORD, challenge, enrol, totp_code, verify
+from tests.unit.fakes import CapturedAudit
+from userbus.admin import create_first_admin
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def audit() -> CapturedAudit:
+    """The app's audit lines."""
+    return CapturedAudit()
+
+
+@pytest.fixture
+async def client(
+    auth_settings: AuthSettings, audit: CapturedAudit
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app on the session database, its audit log captured."""
+    async with api_client(auth_settings, Overrides(audit=audit.audit_log())) as client:
+        yield client
+
+
+async def admin_token(client: httpx.AsyncClient, settings: AuthSettings) -> str:
+    """A new admin's access token."""
+    name = unique_username("admin")
+    await create_first_admin(
+        settings, username=name, email=f"{name}@example.com", password=PASSWORD
+    )
+    return str((await login_pair(client, name))["access_token"])
+
+
+async def test_an_admin_resets_a_users_mfa_audited_and_the_password_is_enough_again(
+    client: httpx.AsyncClient, auth_settings: AuthSettings, audit: CapturedAudit
+) -> None:
+    username = unique_username()
+    await register(client, username)
+    await enrol(client, await login(client, username))
+    headers = bearer(await admin_token(client, auth_settings))
+
+    response = await client.delete(f"/users/{username}/mfa", headers=headers)
+
+    assert response.status_code == 204
+    assert audit.lines("mfa_reset")[-1]["username"] == username
+    assert "access_token" in (await client.post(
+        "/auth/login", json={"username": username, "password": PASSWORD}
+    )).json()  # fmt: skip
+    again = await client.delete(f"/users/{username}/mfa", headers=headers)
+    assert again.status_code == 409
+    assert again.json()["detail"]["code"] == "mfa_not_enabled"
+    unknown = await client.delete(f"/users/{unique_username()}/mfa", headers=headers)
+    assert unknown.status_code == 404
+
+
+async def test_a_user_may_not_reset_mfa_not_even_their_own(client: httpx.AsyncClient) -> None:
+    username = unique_username()
+    await register(client, username)
+    token = await login(client, username)
+    secret, _ = await enrol(client, token)
+
+    response = await client.delete(f"/users/{username}/mfa", headers=bearer(token))
+
+    assert response.status_code == 403
+    assert await challenge(client, username)  # still two steps
+    assert (await client.delete(f"/users/{username}/mfa")).status_code == 401
+    assert secret
+
+
+async def test_the_secret_is_stored_encrypted_and_recovery_codes_only_as_keyed_digests(
+    client: httpx.AsyncClient, auth_settings: AuthSettings
+) -> None:
+    username = unique_username()
+    user_id = (await register(client, username))["id"]
+    secret, codes = await enrol(client, await login(client, username))
+
+    engine = create_async_engine(auth_settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            stored = (await conn.execute(
+                text("SELECT secret_ciphertext FROM auth.mfa_totp WHERE user_id = :u"),
+                {"u": user_id},
+            )).scalar_one()  # fmt: skip
+            digests = (await conn.execute(
+                text("SELECT code_hash FROM auth.mfa_recovery_codes WHERE user_id = :u"),
+                {"u": user_id},
+            )).scalars().all()  # fmt: skip
+    finally:
+        await engine.dispose()
+    assert secret.encode() not in stored
+    assert len(digests) == 10
+    plain = {hashlib.sha256(c.replace("-", "").encode()).digest() for c in codes}
+    assert not plain & set(digests)  # keyed (HMAC), not a bare hash
+
+
+async def test_mfa_events_reach_the_stream_without_any_secret(
+    isolated_auth_settings: AuthSettings, redis_url: str, stream: str
+) -> None:
+    relay = RelaySettings(
+        database_url=isolated_auth_settings.database_url, broker_url=redis_url, stream=stream
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(create_relay(relay).run(stop))
+    try:
+        async with api_client(isolated_auth_settings) as client:
+            username = unique_username()
+            user_id = (await register(client, username))["id"]
+            token = await login(client, username)
+            secret, codes = await enrol(client, token)
+            pair = (await verify(client, await challenge(client, username), codes[0])).json()
+            disabled = await client.request(
+                "DELETE", "/auth/mfa/totp", headers=bearer(pair["access_token"]),
+                json={"password": PASSWORD, "code": totp_code(secret, 1)},
+            )  # fmt: skip
+            assert disabled.status_code == 204
+
+        async def disabled_is_there() -> bool:
+            types = [e["type"] for e in await broker_events(redis_url, stream)]
+            return "MfaDisabled" in types
+
+        await eventually(disabled_is_there)
+    finally:
+        stop.set()
+        await task
+    events = [e for e in await broker_events(redis_url, stream) if e["subject"] == user_id]
+    enabled, disabled_event = (e for e in events if e["type"].startswith("Mfa"))
+    assert enabled["type"] == "MfaEnabled" and enabled["data"]["method"] == "totp"
+    assert disabled_event["type"] == "MfaDisabled" and disabled_event["data"]["reason"] == "user"
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
+    wire = json.dumps(events)
+    assert secret not in wire
+    assert not any(code in wire or code.replace("-", "") in wire for code in codes)
+
+
+async def test_production_without_an_mfa_key_answers_503_and_logins_still_work(
+    auth_settings: AuthSettings,
+) -> None:
+    production = auth_settings.model_copy(update={"environment": "production"})
+    async with api_client(production) as client:
+        username = unique_username()
+        await register(client, username)
+        token = await login(client, username)
+        response = await client.post("/auth/mfa/totp", headers=bearer(token))
+    assert response.status_code == 503
+    assert response.json()["detail"]["code"] == "mfa_unavailable"
+
+
+def test_a_malformed_mfa_key_refuses_to_start(auth_settings: AuthSettings) -> None:
+    with pytest.raises(ValueError, match="USERBUS_MFA_ENCRYPTION_KEY"):
+        AuthSettings.model_validate(
+            {**auth_settings.model_dump(), "mfa_encryption_key": "too short"}
+        )
