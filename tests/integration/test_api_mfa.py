@@ -60,7 +60,8 @@ async def test_enrolment_gives_a_secret_an_otpauth_uri_and_a_qr_code(
     body = await start_enrolment(client, await login(client, username))
 
     uri = urlparse(body["otpauth_uri"])
-    assert uri.scheme == "otpauth" and uri.netloc == "totp"
+    assert uri.scheme == "otpauth"
+    assert uri.netloc == "totp"
     assert uri.path == f"/userbus:{username}"
     assert parse_qs(uri.query)["secret"] == [body["secret"]]
     assert parse_qs(uri.query)["issuer"] == ["userbus"]
@@ -92,7 +93,8 @@ async def test_confirming_gives_ten_distinct_recovery_codes_and_enrolling_again_
     token = await login(client, username)
     secret, codes = await enrol(client, token)
 
-    assert len(codes) == 10 and len(set(codes)) == 10
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
     assert all(len(code) == 19 and code.count("-") == 3 for code in codes)
     again = await client.post("/auth/mfa/totp", headers=bearer(token))
     assert again.status_code == 409
@@ -102,7 +104,8 @@ async def test_confirming_gives_ten_distinct_recovery_codes_and_enrolling_again_
     )
     assert confirm.status_code == 409
     assert "mfa_enabled" in audit.events()
-    assert secret not in audit.text() and not any(code in audit.text() for code in codes)
+    assert secret not in audit.text()
+    assert not any(code in audit.text() for code in codes)
 
 
 async def test_confirm_without_an_enrolment_is_409_and_a_malformed_code_422(
@@ -132,7 +135,8 @@ async def test_every_password_login_route_answers_with_a_challenge_instead_of_to
         assert response.status_code == 200, response.text
         body = response.json()
         assert set(body) == {"mfa_required", "challenge", "expires_in"}
-        assert body["mfa_required"] is True and body["expires_in"] == 300
+        assert body["mfa_required"] is True
+        assert body["expires_in"] == 300
     wrong = await client.post("/auth/login", json={"username": username, "password": "wrong!!!"})
     assert wrong.status_code == 401
 

@@ -148,8 +148,10 @@ async def test_mfa_events_reach_the_stream_without_any_secret(
         await task
     events = [e for e in await broker_events(redis_url, stream) if e["subject"] == user_id]
     enabled, disabled_event = (e for e in events if e["type"].startswith("Mfa"))
-    assert enabled["type"] == "MfaEnabled" and enabled["data"]["method"] == "totp"
-    assert disabled_event["type"] == "MfaDisabled" and disabled_event["data"]["reason"] == "user"
+    assert enabled["type"] == "MfaEnabled"
+    assert enabled["data"]["method"] == "totp"
+    assert disabled_event["type"] == "MfaDisabled"
+    assert disabled_event["data"]["reason"] == "user"
     assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
     wire = json.dumps(events)
     assert secret not in wire

@@ -95,7 +95,8 @@ async def test_the_list_shows_each_live_session_and_marks_the_current_one(
         "id", "created_at", "last_used_at", "expires_at", "client_address", "user_agent",
         "current",
     }  # fmt: skip
-    assert newest["current"] is True and oldest["current"] is False
+    assert newest["current"] is True
+    assert oldest["current"] is False
     # The user agent is cut to 256 characters; the address is the client's (httpx's ASGI one).
     assert newest["user_agent"] == ("Laptop/2.0 " + "x" * 1000)[:256]
     assert oldest["user_agent"] == "Phone/1.0"
@@ -201,7 +202,8 @@ async def test_an_admin_lists_and_ends_a_users_sessions_audited(
     listed = await client.get(f"/users/{username}/sessions", headers=headers)
     assert listed.status_code == 200
     [session] = listed.json()["sessions"]
-    assert session["user_agent"] == "Watched/1.0" and session["current"] is False
+    assert session["user_agent"] == "Watched/1.0"
+    assert session["current"] is False
     assert audit.lines("sessions_listed")[-1]["username"] == username
 
     ended = await client.delete(f"/users/{username}/sessions/{session['id']}", headers=headers)
@@ -209,7 +211,8 @@ async def test_an_admin_lists_and_ends_a_users_sessions_audited(
     assert await status_of_me(client, pair["access_token"]) == 401
     assert (await refresh(client, pair["refresh_token"])).status_code == 401
     line = audit.lines("session_ended")[-1]
-    assert line["session_id"] == session["id"] and line["by"] is not None
+    assert line["session_id"] == session["id"]
+    assert line["by"] is not None
 
 
 async def test_an_admin_gets_404_for_a_session_of_another_user_or_an_unknown_user(

@@ -26,6 +26,8 @@ from events import Event
 from infra.mail import Message
 
 FAKE_HASH_PREFIX = "fake$"
+# A session's client when the caller names none.
+NOWHERE = Client()
 TOKEN_ISSUER = "userbus-unit"
 TOKEN_AUDIENCE = "userbus-unit-clients"
 ACCESS_TOKEN_TTL = timedelta(minutes=15)
@@ -273,7 +275,7 @@ class FakeSessionRepository:
         self._tokens: dict[bytes, FakeRefreshToken] = {}
 
     async def create(
-        self, user_id: UUID, *, now: datetime, ttl: timedelta, client: Client = Client()
+        self, user_id: UUID, *, now: datetime, ttl: timedelta, client: Client = NOWHERE
     ) -> tuple[UUID, str]:
         """A new session and its first refresh token."""
         session_id = uuid.uuid4()
@@ -301,7 +303,7 @@ class FakeSessionRepository:
         )
 
     async def rotate(
-        self, grant: RefreshGrant, *, now: datetime, ttl: timedelta, client: Client = Client()
+        self, grant: RefreshGrant, *, now: datetime, ttl: timedelta, client: Client = NOWHERE
     ) -> str:
         """Spend the token and return the session's next one (the session slides on)."""
         row = self._token(grant.token_hash)
