@@ -3,10 +3,12 @@
 from uuid import UUID
 
 from auth.domain.errors import ConcurrentUpdateError, InvalidResetTokenError
+from auth.domain.mfa_errors import MfaRequiredError
 from auth.domain.model import Principal, User
 from auth.domain.password_policy import check_new_password
 from auth.service_layer.authentication import check_credentials
 from auth.service_layer.context import AuthContext, now
+from auth.service_layer.mfa_challenges import has_second_factor
 from infra.mail import Message
 
 
@@ -32,6 +34,9 @@ async def change_password(
     user = await check_credentials(ctx, login=login, password=old_password, address=address)
     if principal is not None and user.id != principal.user_id:
         raise ConcurrentUpdateError()
+    if principal is None and await has_second_factor(ctx, user):
+        # The password alone must not end the sessions of an account it cannot log into.
+        raise MfaRequiredError("this account has a second factor: change it with a bearer token")
     check_new_password(new_password, user, field="new_password")
     new_hash = await ctx.hasher.hash(new_password)
     keep = principal.session_id if principal else None

@@ -270,3 +270,20 @@ async def test_disabling_takes_the_password_and_a_code(
     again = await client.send(disable(PASSWORD, totp_code(secret, 1)))
     assert again.status_code == 409
     assert again.json()["detail"]["code"] == "mfa_not_enabled"
+
+
+async def test_a_password_change_by_username_alone_is_refused_for_an_mfa_user(
+    client: httpx.AsyncClient, enrolled: tuple[str, str, list[str]]
+) -> None:
+    username, _, codes = enrolled
+    body = {"old_password": PASSWORD, "new_password": "another long passphrase"}
+
+    by_name = await client.post("/auth/password", json={**body, "username": username})
+    assert by_name.status_code == 403
+    assert by_name.json()["detail"]["code"] == "mfa_required"
+
+    pair = (await verify(client, await challenge(client, username), codes[0])).json()
+    with_token = await client.post(
+        "/auth/password", json=body, headers=bearer(pair["access_token"])
+    )
+    assert with_token.status_code == 204
