@@ -1,6 +1,7 @@
 """Roles and admin user management over HTTP; no admin operation is open to a user."""
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -225,13 +226,18 @@ PUBLIC = {
     ("POST", "/auth/token"), ("GET", "/auth/basic"), ("POST", "/auth/refresh"),
     ("POST", "/auth/logout"), ("POST", "/auth/password"), ("POST", "/auth/password-reset"),
     ("POST", "/auth/password-reset/confirm"), ("GET", "/.well-known/jwks.json"),
-    ("GET", "/healthz"),
+    ("GET", "/healthz"), ("POST", "/auth/mfa/verify"),
 }  # fmt: skip
 OWN_ACCOUNT = {
     ("GET", "/users/me"), ("POST", "/auth/logout-all"), ("GET", "/users/{username}"),
     ("PUT", "/users/{username}"), ("DELETE", "/users/{username}"),
+    ("GET", "/auth/sessions"), ("DELETE", "/auth/sessions/{session_id}"),
+    ("POST", "/auth/mfa/totp"), ("POST", "/auth/mfa/totp/confirm"), ("DELETE", "/auth/mfa/totp"),
 }  # fmt: skip
-ADMIN_ONLY = {("GET", "/users")}
+ADMIN_ONLY = {
+    ("GET", "/users"), ("GET", "/users/{username}/sessions"),
+    ("DELETE", "/users/{username}/sessions/{session_id}"), ("DELETE", "/users/{username}/mfa"),
+}  # fmt: skip
 # The event feed: service tokens only (tests/integration/test_feed_api.py); users get 403.
 SERVICE_ONLY = {("GET", "/events"), ("GET", "/events/head"), ("GET", "/events/users/{user_id}")}
 ADMIN_BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -260,10 +266,10 @@ async def test_a_user_token_reaches_no_admin_operation_and_an_admin_token_reache
     await register(client, victim)
     for method, path in sorted(routes(auth_settings) - PUBLIC - SERVICE_ONLY):
         # A user acting on someone else's account, or on an admin-only route.
-        url = re.sub(r"\{username\}", victim, path)
+        url = re.sub(r"\{username\}", victim, path).replace("{session_id}", str(uuid.uuid4()))
         body = ADMIN_BODIES.get((method, path), {"display_name": "x"} if method == "PUT" else None)
-        if (method == "GET" and path == "/users/me") or path == "/auth/logout-all":
-            continue  # only about the caller: nothing to escalate
+        if (method == "GET" and path == "/users/me") or path.startswith("/auth/"):
+            continue  # only about the caller (/auth/...: sessions, MFA): nothing to escalate
         as_user = await client.request(method, url, json=body, headers=bearer(user[1]))
         assert as_user.status_code == 403, (method, path, as_user.text)
         assert victim not in as_user.text
