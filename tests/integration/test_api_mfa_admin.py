@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -176,3 +179,86 @@ def test_a_malformed_mfa_key_refuses_to_start(auth_settings: AuthSettings) -> No
         AuthSettings.model_validate(
             {**auth_settings.model_dump(), "mfa_encryption_key": "too short"}
         )
+
+
+async def test_with_another_key_a_totp_code_is_503_never_a_login_and_an_admin_can_reset(
+    auth_settings: AuthSettings,
+) -> None:
+    username = unique_username()
+    async with api_client(auth_settings) as client:
+        await register(client, username)
+        secret, _ = await enrol(client, await login(client, username))
+        admin = await admin_token(client, auth_settings)
+    rotated = auth_settings.model_copy(
+        update={"mfa_encryption_key": SecretStr(Fernet.generate_key().decode())}
+    )
+    async with api_client(rotated) as client:
+        response = await verify(client, await challenge(client, username), totp_code(secret, 1))
+        assert response.status_code == 503
+        assert response.json()["detail"]["code"] == "mfa_unavailable"
+        reset = await client.delete(f"/users/{username}/mfa", headers=bearer(admin))
+        assert reset.status_code == 204
+        assert "access_token" in (await client.post(
+            "/auth/login", json={"username": username, "password": PASSWORD}
+        )).json()  # fmt: skip
+
+
+async def test_wrong_codes_also_count_per_address_and_lock_confirm_and_disable_too(
+    auth_settings: AuthSettings,
+) -> None:
+    settings = auth_settings.model_copy(
+        update={"mfa_code_limit": 100, "login_limit_per_address": 3}
+    )
+    async with api_client(settings) as client:
+        username = unique_username()
+        await register(client, username)
+        secret, codes = await enrol(client, await login(client, username))
+        pair = (await verify(client, await challenge(client, username), codes[0])).json()
+        headers = bearer(pair["access_token"])
+        issued = await challenge(client, username)
+        statuses = [
+            (await verify(client, issued, "AAAA-AAAA-AAAA-AAAA")).status_code for _ in range(3)
+        ]
+        assert statuses == [401, 401, 401]
+
+        assert (await verify(client, issued, totp_code(secret, 1))).status_code == 429
+        disable = await client.request(
+            "DELETE", "/auth/mfa/totp", headers=headers,
+            json={"password": PASSWORD, "code": totp_code(secret, 1)},
+        )  # fmt: skip
+        assert disable.status_code == 429
+        other = unique_username()
+        await register(client, other)
+        other_token = await login(client, other)
+        other_secret = (await client.post("/auth/mfa/totp", headers=bearer(other_token))).json()
+        confirm = await client.post(
+            "/auth/mfa/totp/confirm",
+            json={"code": totp_code(other_secret["secret"])},
+            headers=bearer(other_token),
+        )
+        assert confirm.status_code == 429  # the same address, another user
+
+
+async def test_a_challenge_is_kept_in_redis_only_as_its_digest(
+    client: httpx.AsyncClient, auth_settings: AuthSettings, redis_url: str
+) -> None:
+    username = unique_username()
+    user_id = (await register(client, username))["id"]
+    await enrol(client, await login(client, username))
+
+    issued = await challenge(client, username)
+
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [
+            k.decode()
+            async for k in redis.scan_iter(f"{auth_settings.redis_key_prefix}:mfa:challenge:*")
+        ]
+        values = [await redis.get(k) for k in keys]
+        ttls = [await redis.ttl(k) for k in keys]
+    finally:
+        await redis.aclose()
+    assert keys
+    assert not any(issued in key for key in keys)
+    assert user_id.encode() in values
+    assert all(0 < ttl <= 300 for ttl in ttls)
