@@ -1,5 +1,6 @@
 """TOTP MFA over HTTP: enrolment, the two-step login on every login route, replays, limits."""
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
@@ -9,7 +10,7 @@ import pytest
 
 from auth.bootstrap import Overrides
 from auth.settings import AuthSettings
-from tests.conftest import unique_username
+from tests.conftest import free_port, unique_username
 from tests.integration.helpers import api_client, bearer, login, register
 from tests.integration.mfa_helpers import (
     PASSWORD,
@@ -287,3 +288,26 @@ async def test_a_password_change_by_username_alone_is_refused_for_an_mfa_user(
         "/auth/password", json=body, headers=bearer(pair["access_token"])
     )
     assert with_token.status_code == 204
+
+
+async def test_one_code_sent_twice_at_once_logs_in_once(
+    client: httpx.AsyncClient, enrolled: tuple[str, str, list[str]]
+) -> None:
+    username, secret, _ = enrolled
+    first, second = await challenge(client, username), await challenge(client, username)
+    code = totp_code(secret, 1)
+
+    answers = await asyncio.gather(verify(client, first, code), verify(client, second, code))
+
+    assert sorted(a.status_code for a in answers) == [200, 401]
+
+
+async def test_without_redis_the_second_step_fails_closed_with_503(
+    auth_settings: AuthSettings,
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    settings = auth_settings.model_copy(update={"redis_url": nowhere})
+    async with api_client(settings) as client:
+        response = await verify(client, "some-challenge", "123456")
+    assert response.status_code == 503
+    assert response.json()["detail"]["code"] == "rate_limiter_unavailable"
