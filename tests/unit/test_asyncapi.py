@@ -20,7 +20,14 @@ from referencing.jsonschema import DRAFT202012
 from typer.testing import CliRunner
 
 from consumers.settings import ConsumerSettings
-from events import EVENT_TYPES, ProfileCreated, UserDeleted, UserRegistered, to_envelope
+from events import (
+    EVENT_TYPES,
+    ProfileCreated,
+    UserDeleted,
+    UserRegistered,
+    json_schemas,
+    to_envelope,
+)
 from infra.asyncapi_messages import hoisted, kafka_header_names
 from infra.dead_letters import DeadLetter, letter_fields
 from userbus.asyncapi_command import current_asyncapi_json, topic_defaults
@@ -93,6 +100,10 @@ def test_every_reference_resolves_inside_the_document(document: dict[str, Any]) 
         if not ref.startswith("#/") or node is None:
             unresolved.append(ref)
     assert unresolved == []
+
+
+def test_schemas_are_those_of_userbus_events_schema(document: dict[str, Any]) -> None:
+    assert document["components"]["schemas"] == json_schemas()
 
 
 def test_each_event_type_is_on_exactly_one_channel(document: dict[str, Any]) -> None:
