@@ -169,8 +169,8 @@ def _channel(
         "x-redis": {
             "type": "stream",
             "field": STREAM_FIELD,
-            "description": f"Each entry has the field `{STREAM_FIELD}` holding the message "
-            "as UTF-8 JSON (FastStream's data field, so FastStream subscribers read it).",
+            "description": f"Each entry holds the message's body in the field `{STREAM_FIELD}` "
+            "(FastStream's data field, so FastStream subscribers read it).",
         },
     }
 
