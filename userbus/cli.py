@@ -26,6 +26,7 @@ from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
+from userbus.asyncapi_command import asyncapi_command
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, known_projection
 from userbus.prune import prune
@@ -173,6 +174,9 @@ def create_admin_command(
 def events_schema() -> None:
     """Print the JSON Schema of the envelope and of every event."""
     typer.echo(json.dumps(json_schemas(), indent=2))
+
+
+events_app.command("asyncapi")(asyncapi_command)
 
 
 def main() -> None:

@@ -1,12 +1,15 @@
 """The container setup runs real `userbus` commands, configured only by settings that exist."""
 
 import contextlib
+import http.server
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
+import threading
 import tomllib
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
@@ -14,48 +17,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-import typer
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
 
-from auth.maintenance.settings import PruneSettings
-from auth.settings import AuthSettings
-from consumers.replay.settings import ReplaySettings
-from consumers.settings import ConsumerSettings
-from infra.settings import DatabaseSettings, UserbusSettings
-from producers.settings import RelaySettings
-from userbus.cli import REGISTRATION_SAGA, app
-from userbus.dev import DevSettings
-from userbus.operations import TopicSettings
-from userbus.projections import PROJECTIONS
+from tests.conftest import ADMIN_URL, free_port
+from tests.integration.deploy_checks import (
+    SETTINGS_OF_COMMAND,
+    WORKER_HEALTH_PATHS,
+    api_serves,
+    command_problem,
+    only_environment,
+    valid_setting_names,
+)
 
 pytestmark = pytest.mark.integration
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_COMPOSE = "docker-compose"
-SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
-    AuthSettings,
-    RelaySettings,
-    ConsumerSettings,
-    ReplaySettings,
-    DevSettings,
-    DatabaseSettings,
-    UserbusSettings,
-    TopicSettings,
-    PruneSettings,
-)
-# The settings class each command builds from the environment (see userbus/cli.py).
-SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
-    "dev": DevSettings,
-    "migrate": DatabaseSettings,
-    "kafka": TopicSettings,
-    "api": AuthSettings,
-    "relay": RelaySettings,
-    "consume": ConsumerSettings,
-    "replay": ReplaySettings,
-    "prune": PruneSettings,
-}
 SECRETS_DIR = PurePosixPath("/run/secrets")
 
 
@@ -115,14 +93,6 @@ def _command(name: str, service: dict[str, Any]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(word) for word in command]
 
 
-def _valid_setting_names() -> set[str]:
-    names = set()
-    for settings_class in SETTINGS_CLASSES:
-        prefix = settings_class.model_config.get("env_prefix", "")
-        names |= {f"{prefix}{field}".upper() for field in settings_class.model_fields}
-    return names
-
-
 def test_docker_compose_accepts_the_file(compose_config: dict[str, Any]) -> None:
     assert {"postgres", "valkey", "migrate", "api", "relay", "profiles"} <= set(
         compose_config["services"]
@@ -137,31 +107,18 @@ def test_every_process_of_the_system_has_a_service(
 
 
 def test_services_run_real_userbus_commands(userbus_services: dict[str, dict[str, Any]]) -> None:
-    cli = typer.main.get_command(app)
-    assert isinstance(cli, typer.core.TyperGroup)
-    problems = []
-    for name, service in userbus_services.items():
-        subcommand, *arguments = _command(name, service)
-        command = cli.commands.get(subcommand)
-        if command is None:
-            problems.append(f"{name}: `userbus {subcommand}` is not one of {sorted(cli.commands)}")
-            continue
-        try:
-            # Parses and converts as `userbus` would, without running; parsing eats the list.
-            params = command.make_context(subcommand, list(arguments)).params
-        except typer.TyperException as exc:
-            problems.append(f"{name}: `userbus {subcommand} {shlex.join(arguments)}`: {exc}")
-            continue
-        runnable = {*PROJECTIONS, REGISTRATION_SAGA} if subcommand == "consume" else PROJECTIONS
-        if subcommand in {"consume", "replay"} and params["name"] not in runnable:
-            problems.append(f"{name}: no projection {params['name']!r}, only {list(PROJECTIONS)}")
+    problems = [
+        problem
+        for name, service in userbus_services.items()
+        if (problem := command_problem(name, _command(name, service))) is not None
+    ]
     assert not problems, "\n".join(problems)
 
 
 def test_services_set_only_settings_that_exist(
     userbus_services: dict[str, dict[str, Any]],
 ) -> None:
-    valid = _valid_setting_names()
+    valid = valid_setting_names()
     unknown = {
         f"{name}: {variable}"
         for name, service in userbus_services.items()
@@ -179,7 +136,7 @@ def test_each_service_environment_builds_its_settings(
         settings_class = SETTINGS_OF_COMMAND[_command(name, service)[0]]
         environment = {k: str(v) for k, v in service.get("environment", {}).items()}
         try:
-            with _only_environment(environment, cwd=tmp_path):
+            with only_environment(environment, cwd=tmp_path):
                 settings = settings_class()
         except ValidationError as exc:
             problems.append(f"{name}: {settings_class.__name__} rejects its environment: {exc}")
@@ -197,18 +154,6 @@ def _secret_mounts(service: dict[str, Any]) -> set[PurePosixPath]:
         target = source if isinstance(secret, str) else secret.get("target", source)
         mounts.add(SECRETS_DIR / target)  # an absolute target replaces the directory
     return mounts
-
-
-@contextlib.contextmanager
-def _only_environment(environment: dict[str, str], *, cwd: Path) -> Iterator[None]:
-    """Within the block, USERBUS_* variables are exactly `environment`, and no .env is found."""
-    with pytest.MonkeyPatch.context() as patch:
-        for variable in [v for v in os.environ if v.upper().startswith("USERBUS_")]:
-            patch.delenv(variable)
-        for variable, value in environment.items():
-            patch.setenv(variable, value)
-        patch.chdir(cwd)
-        yield
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -284,3 +229,121 @@ def test_dockerignore_keeps_what_the_build_needs() -> None:
     assert [path for path in _build_inputs() if _ignored(path, patterns)] == []
     assert _ignored(".env", patterns)
     assert _ignored("secrets/jwt_private_key.pem", patterns)
+
+
+ONE_SHOT = ["NONE"]  # how docker-compose writes `healthcheck: {disable: true}`
+
+
+def _one_shot(service: dict[str, Any]) -> bool:
+    return str(service.get("restart", "")) == "no"
+
+
+def test_every_service_has_a_healthcheck(compose_config: dict[str, Any]) -> None:
+    problems = []
+    for name, service in compose_config["services"].items():
+        check = service.get("healthcheck")
+        if check is None:
+            problems.append(f"{name}: no healthcheck")
+        elif _one_shot(service) and check.get("test") != ONE_SHOT:
+            problems.append(f"{name}: runs once; its healthcheck should be disabled")
+        elif not _one_shot(service) and check.get("test", ONE_SHOT) == ONE_SHOT:
+            problems.append(f"{name}: runs for good but checks nothing")
+    assert not problems, "\n".join(problems)
+
+
+def _health_url(check: dict[str, Any]) -> str | None:
+    found = re.search(r"urlopen\('(http://[^']+)'", " ".join(check["test"]))
+    return found.group(1) if found else None
+
+
+def test_http_healthchecks_ask_the_port_and_path_the_process_serves(
+    userbus_services: dict[str, dict[str, Any]],
+) -> None:
+    problems, asked = [], set()
+    for name, service in userbus_services.items():
+        url = _health_url(service["healthcheck"]) if not _one_shot(service) else None
+        if url is None:
+            continue
+        asked.add(name)
+        words = _command(name, service)
+        found = re.fullmatch(r"http://127\.0\.0\.1:(\d+)(/\S*)", url)
+        assert found, f"{name}: {url} is not a loopback URL"
+        port, path = found.groups()
+        if words[0] == "api":
+            expected, served = words[words.index("--port") + 1], api_serves(path)
+        else:
+            expected = service["environment"].get("USERBUS_METRICS_PORT")
+            served = path in WORKER_HEALTH_PATHS
+        if port != str(expected) or not served:
+            problems.append(f"{name}: asks {url}; serves port {expected}, {path} served: {served}")
+    assert not problems, "\n".join(problems)
+    assert {"api", "relay", "profiles", "profile-answers", "registrations"} <= asked
+
+
+def _run_check(check: dict[str, Any], *, environment: dict[str, str] | None = None) -> int:
+    kind, *argv = check["test"]
+    # The image has python, and no shell tools (no curl, no sh -c needed).
+    assert kind == "CMD"
+    assert argv[0] == "python"
+    result = subprocess.run(
+        [sys.executable, *argv[1:]],
+        env={**os.environ, **(environment or {})},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return result.returncode
+
+
+@pytest.fixture(scope="module")
+def worker_healthcheck(userbus_services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    check: dict[str, Any] = userbus_services["relay"]["healthcheck"]
+    return check
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_http_healthcheck_fails_unless_the_answer_is_2xx(
+    worker_healthcheck: dict[str, Any], status: int, healthy: bool
+) -> None:
+    with _answering(status) as port:
+        check = _on_port(worker_healthcheck, port)
+        assert (_run_check(check) == 0) is healthy
+
+
+def test_http_healthcheck_fails_when_nothing_answers(worker_healthcheck: dict[str, Any]) -> None:
+    assert _run_check(_on_port(worker_healthcheck, free_port())) != 0
+
+
+def _on_port(check: dict[str, Any], port: int) -> dict[str, Any]:
+    # The command as written, pointed at a port of this test (9100 may be anyone's here).
+    test = [re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{port}", word) for word in check["test"]]
+    return {**check, "test": test}
+
+
+@contextlib.contextmanager
+def _answering(status: int) -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_prune_healthcheck_is_healthy_while_postgres_answers(
+    userbus_services: dict[str, dict[str, Any]],
+) -> None:
+    check = userbus_services["prune"]["healthcheck"]
+    assert _run_check(check, environment={"USERBUS_DATABASE_URL": ADMIN_URL}) == 0
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    assert _run_check(check, environment={"USERBUS_DATABASE_URL": unreachable}) != 0

@@ -1,0 +1,199 @@
+"""The AsyncAPI 3.0 document of userbus's channels, on both brokers.
+
+It is built here from the code rather than by FastStream: FastStream left the project when
+the relay and the consumers moved to redis-py and aiokafka directly, and the facts the
+document states (channel names, the Redis entry's field, Kafka's key and headers, the
+dead-letter attributes, every event's schema) are read from the modules that use them.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from events import DEFAULT_STREAM, EVENT_TYPES, PROFILE_STREAM, dead_letter_stream
+from events.profile import ProfileCreated, ProfileRejected
+from infra.asyncapi_messages import (
+    DEAD_LETTER,
+    KAFKA_BINDING_VERSION,
+    MESSAGES,
+    component_schemas,
+    messages,
+)
+from infra.publishing import retention_ms as retention_ms_of
+from infra.redis.wire import STREAM_FIELD
+
+ASYNCAPI_VERSION = "3.0.0"
+# The profile service's answers travel on their own channel; every other type on the users'.
+PROFILE_ANSWERS = frozenset({ProfileCreated.type_name(), ProfileRejected.type_name()})
+
+
+@dataclass(frozen=True)
+class TopicDefaults:
+    """How a relay or consumer creates a missing Kafka topic (their settings' defaults)."""
+
+    partitions: int
+    replicas: int
+    retention_hours: float
+
+
+def asyncapi_document(
+    *,
+    version: str,
+    topics: TopicDefaults,
+    stream: str = DEFAULT_STREAM,
+    profile_stream: str = PROFILE_STREAM,
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document: servers, channels, operations and their messages."""
+    user_types = [name for name in EVENT_TYPES if name not in PROFILE_ANSWERS]
+    answer_types = [name for name in EVENT_TYPES if name in PROFILE_ANSWERS]
+    channels = {
+        "users": _channel(stream, user_types, topics, "Every user's lifecycle events."),
+        "usersDeadLetters": _channel(
+            dead_letter_stream(stream), [DEAD_LETTER], None, "What user-event consumers gave up on."
+        ),
+        "profileAnswers": _channel(
+            profile_stream,
+            answer_types,
+            topics,
+            "The profile service's answers to pending registrations (the registration saga).",
+        ),
+        "profileAnswersDeadLetters": _channel(
+            dead_letter_stream(profile_stream),
+            [DEAD_LETTER],
+            None,
+            "Answers the registration saga gave up on.",
+        ),
+    }
+    operations = {
+        "relayUserEvents": _operation(
+            "send", "users", user_types, "`userbus relay`: each committed outbox event."
+        ),
+        "consumeUserEvents": _operation(
+            "receive",
+            "users",
+            user_types,
+            "`userbus consume NAME`: a projection's consumer group (its name, or "
+            "USERBUS_CONSUMER_GROUP).",
+            group="the projection's name, or USERBUS_CONSUMER_GROUP",
+        ),
+        "deadLetterUserEvents": _operation(
+            "send", "usersDeadLetters", [DEAD_LETTER], "A consumer, after its last attempt."
+        ),
+        "relayProfileAnswers": _operation(
+            "send",
+            "profileAnswers",
+            answer_types,
+            "`userbus relay --outbox profiles`: the profile service's outbox.",
+        ),
+        "followProfileAnswers": _operation(
+            "receive",
+            "profileAnswers",
+            answer_types,
+            "`userbus consume registrations`: activates or deletes the pending account.",
+            group="auth_registrations",
+        ),
+        "deadLetterProfileAnswers": _operation(
+            "send",
+            "profileAnswersDeadLetters",
+            [DEAD_LETTER],
+            "The registration saga, after its last attempt.",
+        ),
+    }
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "userbus events",
+            "version": version,
+            "description": _DESCRIPTION,
+            "license": {"name": "Apache-2.0"},
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "servers": _SERVERS,
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": component_schemas(), "messages": messages()},
+    }
+
+
+def asyncapi_json(document: dict[str, Any]) -> str:
+    """The document as the committed file holds it: stable key order, a final newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+_DESCRIPTION = (
+    "Each event is a CloudEvents 1.0 envelope in structured JSON mode with the extension "
+    "attribute `sequence` (the user's version after the change: 1, then +1 per change). "
+    "Delivery is at least once: deduplicate by (`subject`, `sequence`) or by `id`. Readers "
+    "ignore fields they do not know and skip types they do not know. The names are the "
+    "defaults: USERBUS_STREAM and USERBUS_PROFILE_STREAM change them. Generated by "
+    "`userbus events asyncapi` from the code."
+)
+
+_SERVERS = {
+    "redis": {
+        "host": "valkey:6379",
+        "protocol": "redis",
+        "title": "Redis or Valkey Streams",
+        "description": "USERBUS_BROKER_URL=redis://valkey:6379/0 (the compose file's). "
+        "Each channel is a stream; consumers read it in consumer groups.",
+    },
+    "kafka": {
+        "host": "kafka:9092",
+        "protocol": "kafka",
+        "title": "Kafka",
+        "description": "USERBUS_BROKER_URL=kafka://kafka:9092[,host:port] (the compose "
+        "file's). Each channel is a topic, keyed by user id.",
+    },
+}
+
+
+def _channel(
+    address: str, message_names: list[str], topics: TopicDefaults | None, description: str
+) -> dict[str, Any]:
+    kafka: dict[str, Any] = {"topic": address, "bindingVersion": KAFKA_BINDING_VERSION}
+    # Only the event topics are created by userbus (relay, consumers, `kafka init`) with a
+    # layout; a dead-letter topic gets whatever the broker gives a new topic.
+    if topics is not None:
+        kafka["partitions"] = topics.partitions
+        kafka["replicas"] = topics.replicas
+        retention_ms = retention_ms_of(topics.retention_hours)
+        if retention_ms is not None:
+            kafka["topicConfiguration"] = {"retention.ms": retention_ms}
+    return {
+        "address": address,
+        "description": description,
+        "messages": {name: {"$ref": MESSAGES + name} for name in message_names},
+        "bindings": {"kafka": kafka},
+        # AsyncAPI's Redis binding has no fields yet: how an entry holds the message is said
+        # in an extension.
+        "x-redis": {
+            "type": "stream",
+            "field": STREAM_FIELD,
+            "description": f"Each entry holds the message's body in the field `{STREAM_FIELD}` "
+            "(FastStream's data field, so FastStream subscribers read it).",
+        },
+    }
+
+
+def _operation(
+    action: str,
+    channel: str,
+    message_names: list[str],
+    description: str,
+    *,
+    group: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "action": action,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "description": description,
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in message_names],
+    }
+    if group is not None:
+        operation["bindings"] = {
+            "kafka": {
+                "groupId": {"type": "string", "description": group},
+                "bindingVersion": KAFKA_BINDING_VERSION,
+            }
+        }
+    return operation
