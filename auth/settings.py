@@ -2,10 +2,12 @@
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
+from auth.security.proxies import Network, parse_networks
 from events import PROFILE_STREAM
 from infra.mail import MailSettings
 from infra.settings import DatabaseSettings
@@ -50,6 +52,11 @@ class AuthSettings(MailSettings, DatabaseSettings):
     login_limit_per_username: int = Field(default=5, ge=1)
     login_limit_per_address: int = Field(default=50, ge=1)
     login_limit_window_seconds: int = Field(default=900, ge=1)
+    # Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed: behind
+    # them, limits and audit lines see each client, not the proxy (auth/security/proxies.py).
+    trusted_proxies: Annotated[list[Network], NoDecode, BeforeValidator(parse_networks)] = Field(
+        default_factory=list
+    )
     # Mail (the fields of MailSettings): without an SMTP host, one file per message here.
     mailbox_dir: Path | None = None
     # Where the reset mail points; `{token}` is replaced. Without it the mail holds the token.

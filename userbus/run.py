@@ -29,7 +29,11 @@ class _Server(uvicorn.Server):
 
 async def run_api(settings: AuthSettings, stop: asyncio.Event, *, host: str, port: int) -> None:
     """Serve the HTTP API until `stop` is set, then finish requests in flight."""
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+    # uvicorn's own proxy headers are off: by default it believes X-Forwarded-For from
+    # 127.0.0.1, behind our back; the app reads it from USERBUS_TRUSTED_PROXIES instead.
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_config=None, proxy_headers=False
+    )
     tune_garbage_collection(settings.api_gc_threshold)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())
