@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
 from auth.security.proxies import Network, parse_networks
+from auth.security.signing_keys import signing_key_from_pem
 from events import PROFILE_STREAM
 from infra.mail import MailSettings
 from infra.settings import DatabaseSettings
@@ -16,7 +17,6 @@ from infra.settings import DatabaseSettings
 class AuthSettings(MailSettings, DatabaseSettings):
     """Everything the auth service is configured by; built once in main and passed down."""
 
-    environment: Literal["development", "test", "production"] = "development"
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     # bcrypt runs in threads (it releases the GIL); one per core keeps cheap requests responsive.
     hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
@@ -79,12 +79,21 @@ class AuthSettings(MailSettings, DatabaseSettings):
     def _production_needs_a_key(self) -> "AuthSettings":
         # Outside development a generated key would change on every deployment and differ
         # between instances, silently invalidating every token: refuse to start instead.
-        if self.environment == "production" and not (
-            self.jwt_private_key or self.jwt_private_key_file
-        ):
+        if self.environment != "production":
+            return self
+        if self.jwt_private_key is not None:
+            pem = self.jwt_private_key.get_secret_value().encode()
+        elif self.jwt_private_key_file is not None:
+            try:
+                pem = self.jwt_private_key_file.read_bytes()
+            except OSError as exc:
+                raise ValueError(f"USERBUS_JWT_PRIVATE_KEY_FILE cannot be read: {exc}") from None
+        else:
             raise ValueError(
                 "USERBUS_JWT_PRIVATE_KEY or USERBUS_JWT_PRIVATE_KEY_FILE is required in production"
             )
+        # Checked here, so that a weak or unusable key stops the start with one clear line.
+        signing_key_from_pem(pem, self.jwt_algorithm)
         return self
 
     @property

@@ -194,8 +194,11 @@ def main() -> None:
         app()
     except ValidationError as exc:
         # A missing or malformed USERBUS_* variable: say which, without a traceback.
+        # A check of several settings together has no location: its message names them.
         problems = "; ".join(
             f"USERBUS_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
         typer.echo(f"userbus: configuration error: {problems}", err=True)

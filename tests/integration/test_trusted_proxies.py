@@ -34,9 +34,7 @@ def settings(auth_settings: AuthSettings) -> AuthSettings:
 
 
 @asynccontextmanager
-async def client_from(
-    settings: AuthSettings, peer: str
-) -> AsyncIterator[httpx.AsyncClient]:
+async def client_from(settings: AuthSettings, peer: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the real app whose connections come from `peer`."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
