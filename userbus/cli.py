@@ -26,6 +26,7 @@ from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
+from userbus.api_tls import SslCertFile, SslKeyFile, api_tls
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, known_projection
 from userbus.prune import prune
@@ -100,10 +101,13 @@ def migrate() -> None:
 def api(
     host: Annotated[str, typer.Option(envvar="USERBUS_API_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="USERBUS_API_PORT")] = 8000,
+    ssl_certfile: SslCertFile = None,
+    ssl_keyfile: SslKeyFile = None,
 ) -> None:
-    """Serve the auth HTTP API."""
+    """Serve the auth HTTP API (HTTPS with --ssl-certfile and --ssl-keyfile)."""
+    tls = api_tls(ssl_certfile, ssl_keyfile)
     settings = AuthSettings()
-    run_until_signal(lambda stop: run_api(settings, stop, host=host, port=port))
+    run_until_signal(lambda stop: run_api(settings, stop, host=host, port=port, tls=tls))
 
 
 @app.command()
