@@ -8,7 +8,6 @@ from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import NoDecode
 
 from auth.security.proxies import Network, parse_networks
-from auth.security.signing_keys import signing_key_from_pem
 from events import PROFILE_STREAM
 from infra.mail import MailSettings
 from infra.settings import DatabaseSettings
@@ -79,21 +78,14 @@ class AuthSettings(MailSettings, DatabaseSettings):
     def _production_needs_a_key(self) -> "AuthSettings":
         # Outside development a generated key would change on every deployment and differ
         # between instances, silently invalidating every token: refuse to start instead.
-        if self.environment != "production":
-            return self
-        if self.jwt_private_key is not None:
-            pem = self.jwt_private_key.get_secret_value().encode()
-        elif self.jwt_private_key_file is not None:
-            try:
-                pem = self.jwt_private_key_file.read_bytes()
-            except OSError as exc:
-                raise ValueError(f"USERBUS_JWT_PRIVATE_KEY_FILE cannot be read: {exc}") from None
-        else:
+        # Whether the key is usable is checked where it is needed (`userbus api`): other
+        # processes read these settings too, without the key mounted.
+        if self.environment == "production" and not (
+            self.jwt_private_key or self.jwt_private_key_file
+        ):
             raise ValueError(
                 "USERBUS_JWT_PRIVATE_KEY or USERBUS_JWT_PRIVATE_KEY_FILE is required in production"
             )
-        # Checked here, so that a weak or unusable key stops the start with one clear line.
-        signing_key_from_pem(pem, self.jwt_algorithm)
         return self
 
     @property

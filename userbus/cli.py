@@ -26,7 +26,7 @@ from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
-from userbus.api_tls import SslCertFile, SslKeyFile, api_tls
+from userbus.api_start import SslCertFile, SslKeyFile, api_tls, refuse_unusable_key
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, known_projection
 from userbus.prune import prune
@@ -107,6 +107,7 @@ def api(
     """Serve the auth HTTP API (HTTPS with --ssl-certfile and --ssl-keyfile)."""
     tls = api_tls(ssl_certfile, ssl_keyfile)
     settings = AuthSettings()
+    refuse_unusable_key(settings)
     run_until_signal(lambda stop: run_api(settings, stop, host=host, port=port, tls=tls))
 
 

@@ -116,15 +116,15 @@ def test_a_weak_rsa_key_stops_the_start(production: dict[str, str], tmp_path: Pa
 
     line = refusal(userbus(["api"], {**env, "USERBUS_JWT_PRIVATE_KEY_FILE": str(weak)}, tmp_path))
 
-    assert "the JWT private key has 1024 bits; RS256 needs 2048 or more" in line
+    assert "USERBUS_JWT_PRIVATE_KEY_FILE: the JWT private key has 1024 bits; RS256 needs" in line
 
 
 @pytest.mark.parametrize(
     ("key", "problem"),
     [
         (None, "USERBUS_JWT_PRIVATE_KEY or USERBUS_JWT_PRIVATE_KEY_FILE is required in production"),
-        ("missing.pem", "USERBUS_JWT_PRIVATE_KEY_FILE cannot be read"),
-        ("garbage.pem", "no unencrypted PEM private key"),
+        ("missing.pem", "USERBUS_JWT_PRIVATE_KEY_FILE: [Errno 2] No such file or directory"),
+        ("garbage.pem", "USERBUS_JWT_PRIVATE_KEY_FILE: the JWT private key is no unencrypted PEM"),
     ],
 )
 def test_no_usable_key_stops_the_start(
@@ -218,3 +218,16 @@ async def test_production_serves_https_of_its_own_and_believes_no_forwarded_head
 
     assert health.status_code == 200
     assert statuses == [401, 401, 429]
+
+
+def test_a_key_of_the_wrong_kind_given_inline_stops_the_start(
+    production: dict[str, str], tmp_path: Path
+) -> None:
+    env = dict(production)
+    del env["USERBUS_JWT_PRIVATE_KEY_FILE"]
+    env["USERBUS_JWT_PRIVATE_KEY"] = generate_private_key_pem("EdDSA").decode()
+    env["USERBUS_JWT_ALGORITHM"] = "RS256"
+
+    line = refusal(userbus(["api"], env, tmp_path))
+
+    assert "USERBUS_JWT_PRIVATE_KEY: the JWT private key does not fit the algorithm RS256" in line
