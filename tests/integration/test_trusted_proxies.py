@@ -135,3 +135,20 @@ async def test_without_trusted_proxies_the_header_means_nothing(
         statuses = [await fail_login(proxy, f"198.51.100.{n}") for n in range(PER_ADDRESS + 1)]
 
     assert statuses == [401] * PER_ADDRESS + [429]
+
+
+async def test_the_forwarded_header_is_not_read_even_from_a_trusted_proxy(
+    settings: AuthSettings,
+) -> None:
+    async with client_from(settings, PROXY) as proxy:
+        statuses = []
+        for n in range(PER_ADDRESS + 1):
+            response = await proxy.post(
+                "/auth/login",
+                json={"username": unique_username(), "password": "nope"},
+                headers={"Forwarded": f"for=198.51.100.{n};proto=https"},
+            )
+            statuses.append(response.status_code)
+
+    # Only X-Forwarded-For is believed: these all count against the proxy.
+    assert statuses == [401] * PER_ADDRESS + [429]
