@@ -3,10 +3,12 @@
 import base64
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import NoDecode
 
+from auth.security.proxies import Network, parse_networks
 from events import PROFILE_STREAM
 from infra.mail import MailSettings
 from infra.settings import DatabaseSettings
@@ -15,7 +17,6 @@ from infra.settings import DatabaseSettings
 class AuthSettings(MailSettings, DatabaseSettings):
     """Everything the auth service is configured by; built once in main and passed down."""
 
-    environment: Literal["development", "test", "production"] = "development"
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     # bcrypt runs in threads (it releases the GIL); one per core keeps cheap requests responsive.
     hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
@@ -51,6 +52,11 @@ class AuthSettings(MailSettings, DatabaseSettings):
     login_limit_per_username: int = Field(default=5, ge=1)
     login_limit_per_address: int = Field(default=50, ge=1)
     login_limit_window_seconds: int = Field(default=900, ge=1)
+    # Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed: behind
+    # them, limits and audit lines see each client, not the proxy (auth/security/proxies.py).
+    trusted_proxies: Annotated[list[Network], NoDecode, BeforeValidator(parse_networks)] = Field(
+        default_factory=list
+    )
     # Mail (the fields of MailSettings): without an SMTP host, one file per message here.
     mailbox_dir: Path | None = None
     # Where the reset mail points; `{token}` is replaced. Without it the mail holds the token.
@@ -98,6 +104,8 @@ class AuthSettings(MailSettings, DatabaseSettings):
     def _production_needs_a_key(self) -> "AuthSettings":
         # Outside development a generated key would change on every deployment and differ
         # between instances, silently invalidating every token: refuse to start instead.
+        # Whether the key is usable is checked where it is needed (`userbus api`): other
+        # processes read these settings too, without the key mounted.
         if self.environment == "production" and not (
             self.jwt_private_key or self.jwt_private_key_file
         ):

@@ -25,7 +25,7 @@ def create_consumer_app(
     their own reader. It heals from the event log when the settings name one
     (consumers/healing.py: USERBUS_EVENT_LOG_URL, or USERBUS_FEED_URL).
     """
-    broker = broker_for(settings.broker_url)
+    broker = broker_for(settings.broker_url, settings.kafka_security)
     return ProjectionConsumer(
         settings,
         projection,

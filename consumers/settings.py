@@ -7,10 +7,11 @@ from pydantic import Field, SecretStr, field_validator
 
 from events import DEFAULT_STREAM
 from infra.brokers import broker_kind
+from infra.kafka.security import KafkaSecuritySettings
 from infra.settings import SqlAlchemyUrl, UserbusSettings
 
 
-class ConsumerSettings(UserbusSettings):
+class ConsumerSettings(KafkaSecuritySettings, UserbusSettings):
     """Everything a consumer is configured by; built once in main and passed down."""
 
     database_url: SqlAlchemyUrl = Field(

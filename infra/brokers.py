@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 from infra.dead_letters import DeadLetterQueue
 from infra.erasure import ErasedEntries, RedactedHistories
+from infra.kafka.security import PLAINTEXT, KafkaSecurity
 from infra.kafka.urls import KAFKA_SCHEME, kafka_servers
 from infra.publishing import EventPublisher, Retention, TopicLayout
 from infra.reading import GroupReader, ReaderOptions, StreamHistory
@@ -81,13 +82,17 @@ def broker_kind(url: str) -> BrokerKind:
     raise ValueError("the broker URL must start with redis://, rediss://, unix:// or kafka://")
 
 
-def broker_for(url: str) -> Broker:
-    """The broker behind `url`; ValueError for an unknown scheme or a malformed Kafka URL."""
+def broker_for(url: str, kafka_security: KafkaSecurity = PLAINTEXT) -> Broker:
+    """The broker behind `url`; ValueError for an unknown scheme or a malformed Kafka URL.
+
+    `kafka_security` is how every Kafka client connects (TLS, SASL); Redis takes its TLS
+    from the URL (`rediss://`).
+    """
     # Imported here: each broker's client library loads only when that broker is used.
     if broker_kind(url) == "kafka":
         from infra.kafka.broker import KafkaBroker
 
-        return KafkaBroker(kafka_servers(url))
+        return KafkaBroker(kafka_servers(url), kafka_security)
     from infra.redis.broker import RedisBroker
 
     return RedisBroker(url)

@@ -118,7 +118,12 @@ class FileMailbox:
 
 
 class SmtpMailer:
-    """Sends through an SMTP server with the standard library, in a worker thread."""
+    """Sends through an SMTP server with the standard library, in a worker thread.
+
+    `implicit_tls` speaks TLS from the first byte (SMTPS, port 465); otherwise `starttls`
+    upgrades the connection (submission, port 587) and refuses to send if the server cannot.
+    Either verifies the server's certificate against the system's roots or `cafile`.
+    """
 
     def __init__(
         self,
@@ -129,6 +134,8 @@ class SmtpMailer:
         username: str | None = None,
         password: str | None = None,
         starttls: bool = False,
+        implicit_tls: bool = False,
+        cafile: Path | None = None,
         timeout: float = 10.0,
     ) -> None:
         if username is not None and password is None:
@@ -139,6 +146,8 @@ class SmtpMailer:
         self.username = username
         self._password = password
         self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.cafile = cafile
         # Applies to each network operation, so one send can take a few times longer.
         self.timeout = timeout
 
@@ -158,9 +167,16 @@ class SmtpMailer:
         logger.debug("mail to %s (%s) sent via %s", message.to, message.subject, self.host)
 
     def _send(self, email: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-            if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+        context = ssl.create_default_context(cafile=self.cafile)
+        smtp = (
+            smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            if self.implicit_tls
+            else smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        )
+        with smtp:
+            # Over implicit TLS the connection is encrypted already: no STARTTLS on top.
+            if self.starttls and not self.implicit_tls:
+                smtp.starttls(context=context)
             if self.username is not None and self._password is not None:
                 smtp.login(self.username, self._password)
             smtp.send_message(email)
@@ -180,6 +196,10 @@ class MailSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
+    # SMTPS (usually port 465): TLS from the first byte; USERBUS_SMTP_STARTTLS then does not
+    # apply. A private CA's certificate file verifies the server (else the system's roots).
+    smtp_implicit_tls: bool = False
+    smtp_cafile: Path | None = None
 
 
 def mailer_from(settings: MailSettings, mailbox: Path) -> Mailer:
@@ -193,4 +213,6 @@ def mailer_from(settings: MailSettings, mailbox: Path) -> Mailer:
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         starttls=settings.smtp_starttls,
+        implicit_tls=settings.smtp_implicit_tls,
+        cafile=settings.smtp_cafile,
     )

@@ -1,9 +1,12 @@
 """What every userbus settings class shares, and the one PostgreSQL URL normaliser."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from infra.safe_defaults import placeholder_secrets
+from infra.secret_files import FileVariablesSource
 
 # The forms of a PostgreSQL URL people write; SQLAlchemy's asyncpg dialect is the first.
 _SQLALCHEMY_PREFIX = "postgresql+asyncpg://"
@@ -29,14 +32,38 @@ AsyncpgDsn = Annotated[str, AfterValidator(asyncpg_dsn)]
 
 
 class UserbusSettings(BaseSettings):
-    """The base of every process's settings: USERBUS_* variables or a .env file.
+    """The base of every process's settings: USERBUS_* variables, *_FILE files or a .env file.
 
     Built alone, it is what every `userbus` process reads before knowing its command.
     """
 
     model_config = SettingsConfigDict(env_prefix="USERBUS_", env_file=".env", extra="ignore")
 
+    # Production refuses placeholder passwords in every process (and more in the API's).
+    environment: Literal["development", "test", "production"] = "development"
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources, with USERBUS_<NAME>_FILE between the variables and .env."""
+        files = FileVariablesSource(settings_cls)
+        return init_settings, env_settings, files, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> "UserbusSettings":
+        if self.environment == "production":
+            values = {name: getattr(self, name) for name in type(self).model_fields}
+            problems = list(placeholder_secrets(values, "USERBUS_"))
+            if problems:
+                raise ValueError(f"{'; '.join(problems)}: production needs real secrets")
+        return self
 
 
 class DatabaseSettings(UserbusSettings):

@@ -13,7 +13,7 @@ from producers.settings import RelaySettings
 
 def make_publisher(settings: RelaySettings) -> EventPublisher:
     """The publisher for the configured broker URL and stream (or topic), with retention."""
-    return broker_for(settings.broker_url).publisher(
+    return broker_for(settings.broker_url, settings.kafka_security).publisher(
         settings.stream,
         settings.topic_layout,
         idempotent=settings.kafka_idempotent_producer,

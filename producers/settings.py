@@ -4,12 +4,13 @@ from pydantic import Field, field_validator
 
 from events import DEFAULT_STREAM, PROFILE_STREAM
 from infra.brokers import broker_kind
+from infra.kafka.security import KafkaSecuritySettings
 from infra.publishing import Retention, TopicLayout, retention_ms
 from infra.settings import AsyncpgDsn, UserbusSettings
 from producers.outbox import DEFAULT_SCHEMA, SCHEMA_PATTERN
 
 
-class RelaySettings(UserbusSettings):
+class RelaySettings(KafkaSecuritySettings, UserbusSettings):
     """Everything the relay is configured by; built once in main and passed down."""
 
     database_url: AsyncpgDsn = Field(description="PostgreSQL URL of the auth database (its outbox)")

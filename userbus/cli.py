@@ -26,6 +26,7 @@ from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
 from userbus.admin import AdminInputError, check_admin_input, create_first_admin
+from userbus.api_start import SslCertFile, SslKeyFile, api_tls, refuse_unusable_key
 from userbus.asyncapi_command import asyncapi_command
 from userbus.operations import dlq_app, kafka_app, status
 from userbus.projections import PROJECTIONS, known_projection
@@ -101,10 +102,14 @@ def migrate() -> None:
 def api(
     host: Annotated[str, typer.Option(envvar="USERBUS_API_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="USERBUS_API_PORT")] = 8000,
+    ssl_certfile: SslCertFile = None,
+    ssl_keyfile: SslKeyFile = None,
 ) -> None:
-    """Serve the auth HTTP API."""
+    """Serve the auth HTTP API (HTTPS with --ssl-certfile and --ssl-keyfile)."""
+    tls = api_tls(ssl_certfile, ssl_keyfile)
     settings = AuthSettings()
-    run_until_signal(lambda stop: run_api(settings, stop, host=host, port=port))
+    refuse_unusable_key(settings)
+    run_until_signal(lambda stop: run_api(settings, stop, host=host, port=port, tls=tls))
 
 
 @app.command()
@@ -198,8 +203,11 @@ def main() -> None:
         app()
     except ValidationError as exc:
         # A missing or malformed USERBUS_* variable: say which, without a traceback.
+        # A check of several settings together has no location: its message names them.
         problems = "; ".join(
             f"USERBUS_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         )
         typer.echo(f"userbus: configuration error: {problems}", err=True)

@@ -11,6 +11,7 @@ from auth.saga.answers import NAME as REGISTRATIONS
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as ANSWERS_SCHEMA
 from events import DEFAULT_STREAM, PROFILE_STREAM, dead_letter_stream
 from infra.brokers import broker_for
+from infra.kafka.security import KafkaSecuritySettings
 from infra.kafka.urls import kafka_servers
 from infra.publishing import TopicLayout, retention_ms
 from infra.settings import UserbusSettings, asyncpg_dsn
@@ -23,7 +24,7 @@ kafka_app = typer.Typer(help="The Kafka topic.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: messages consumers gave up on.", no_args_is_help=True)
 
 
-class TopicSettings(UserbusSettings):
+class TopicSettings(KafkaSecuritySettings, UserbusSettings):
     """Where the events are (a stream or topic), and how a Kafka topic is laid out.
 
     What the operator commands (`status`, `dlq`, `kafka init`) read: unlike the relay's and
@@ -56,7 +57,9 @@ def kafka_init() -> None:
         settings.kafka_replication_factor,
         retention_ms(settings.kafka_retention_hours),
     )
-    created = asyncio.run(broker_for(settings.broker_url).ensure(settings.stream, layout))
+    created = asyncio.run(
+        broker_for(settings.broker_url, settings.kafka_security).ensure(settings.stream, layout)
+    )
     state = "created" if created else "already exists:"
     typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
 
@@ -73,7 +76,7 @@ def status() -> None:
     database_url = settings.database_url
 
     async def gather() -> tuple[list[tuple[StreamStatus, str | None]], dict[str, str]]:
-        broker = broker_for(settings.broker_url)
+        broker = broker_for(settings.broker_url, settings.kafka_security)
         found = await broker.status(settings.stream, list(PROJECTIONS))
         reports = [(found, await _backlog(database_url, DEFAULT_SCHEMA))]
         if settings.require_profile:
@@ -146,7 +149,9 @@ def dlq_list() -> None:
     settings = TopicSettings()
 
     async def show() -> int:
-        queue = broker_for(settings.broker_url).dead_letters(settings.stream)
+        queue = broker_for(settings.broker_url, settings.kafka_security).dead_letters(
+            settings.stream
+        )
         count = 0
         try:
             async for letter in queue.read():
@@ -175,7 +180,9 @@ def dlq_retry(
     settings = TopicSettings()
 
     async def retry() -> int:
-        queue = broker_for(settings.broker_url).dead_letters(settings.stream)
+        queue = broker_for(settings.broker_url, settings.kafka_security).dead_letters(
+            settings.stream
+        )
         try:
             return await queue.retry(letter_ids or None)
         finally:

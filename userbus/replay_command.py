@@ -29,7 +29,7 @@ class Source(StrEnum):
 
 
 async def _stream_source(settings: ReplaySettings) -> StreamSource:
-    broker = broker_for(settings.broker_url)
+    broker = broker_for(settings.broker_url, settings.kafka_security)
     status = await broker.status(settings.stream, [])
     return StreamSource(broker.history(settings.stream), status.length)
 

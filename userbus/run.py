@@ -5,6 +5,8 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
@@ -27,9 +29,34 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run_api(settings: AuthSettings, stop: asyncio.Event, *, host: str, port: int) -> None:
-    """Serve the HTTP API until `stop` is set, then finish requests in flight."""
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
+@dataclass(frozen=True)
+class ApiTls:
+    """The certificate (chain) and key that `userbus api` serves HTTPS with."""
+
+    certfile: Path
+    keyfile: Path
+
+
+async def run_api(
+    settings: AuthSettings,
+    stop: asyncio.Event,
+    *,
+    host: str,
+    port: int,
+    tls: ApiTls | None = None,
+) -> None:
+    """Serve the HTTP API (HTTPS with `tls`) until `stop` is set, then finish requests."""
+    # uvicorn's own proxy headers are off: by default it believes X-Forwarded-For from
+    # 127.0.0.1, behind our back; the app reads it from USERBUS_TRUSTED_PROXIES instead.
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=False,
+        ssl_certfile=tls.certfile if tls else None,
+        ssl_keyfile=tls.keyfile if tls else None,
+    )
     tune_garbage_collection(settings.api_gc_threshold)
     server = _Server(config)
     serving = asyncio.create_task(server.serve())

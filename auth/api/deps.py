@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth.domain.errors import NotAuthenticatedError
 from auth.domain.model import Principal, User
 from auth.domain.service_clients import EVENTS_READ, ServicePrincipal
+from auth.security import proxies
 from auth.security.token_cache import VerifiedTokenCache
 from auth.service_layer.context import AuthContext
 from auth.service_layer.feed import Wakeups
@@ -143,8 +144,18 @@ async def get_service(
 
 
 async def client_address(request: Request) -> str | None:
-    """The client's address (behind a proxy, run uvicorn with --proxy-headers)."""
-    return request.client.host if request.client else None
+    """The client's address, for rate limits and audit lines: the one place it is read.
+
+    The TCP peer, or behind a proxy in USERBUS_TRUSTED_PROXIES the first untrusted address
+    of X-Forwarded-For from the right (auth/security/proxies.py). `userbus api` runs uvicorn
+    without its proxy headers, so the peer here is the connection's own.
+    """
+    services = await get_services(request)
+    return proxies.client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        services.settings.trusted_proxies,
+    )
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

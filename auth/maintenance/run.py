@@ -53,7 +53,7 @@ async def prune_once(settings: PruneSettings, broker: Broker | None = None) -> P
         pruned = await prune_expired(pool, settings)
         erased = await erase_deleted_users(
             pool,
-            broker or broker_for(settings.broker_url),
+            broker or broker_for(settings.broker_url, settings.kafka_security),
             settings.stream,
             grace=settings.erasure_grace,
             batch_users=settings.erasure_batch_users,

@@ -6,12 +6,13 @@ from pydantic import Field, field_validator
 
 from events import DEFAULT_STREAM
 from infra.brokers import broker_kind
+from infra.kafka.security import KafkaSecuritySettings
 from infra.settings import DatabaseSettings
 
 DAY = 86_400
 
 
-class PruneSettings(DatabaseSettings):
+class PruneSettings(KafkaSecuritySettings, DatabaseSettings):
     """The auth database, the broker its events went to, and how long each kind of row stays.
 
     `database_url` is the auth service's database. Each age counts from the moment a row

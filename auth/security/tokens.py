@@ -9,20 +9,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from auth.domain.errors import NotAuthenticatedError
 from auth.domain.model import Principal, User
+from auth.security.signing_keys import Algorithm, SigningKey, signing_key_from_pem
 from auth.settings import AuthSettings
 
-Algorithm = Literal["EdDSA", "RS256"]
-SigningKey = ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 # Clocks of the issuing and the verifying host may differ a little.
 LEEWAY = timedelta(seconds=10)
@@ -154,8 +152,7 @@ def load_signing_key(settings: AuthSettings) -> SigningKey:
         pem = settings.jwt_private_key_file.read_bytes()
     else:
         pem = _generated_key(settings.generated_key_file, settings.jwt_algorithm)
-    key = serialization.load_pem_private_key(pem, password=None)
-    return _checked(key, settings.jwt_algorithm)
+    return signing_key_from_pem(pem, settings.jwt_algorithm)
 
 
 def load_previous_public_keys(settings: AuthSettings) -> list[PublicKey]:
@@ -195,13 +192,6 @@ def _generated_key(path: Path, algorithm: Algorithm) -> bytes:
     with os.fdopen(fd, "wb") as file:
         file.write(generate_private_key_pem(algorithm))
     return path.read_bytes()
-
-
-def _checked(key: PrivateKeyTypes, algorithm: Algorithm) -> SigningKey:
-    wanted = ed25519.Ed25519PrivateKey if algorithm == "EdDSA" else rsa.RSAPrivateKey
-    if not isinstance(key, wanted):
-        raise ValueError(f"the JWT private key does not fit the algorithm {algorithm}")
-    return key
 
 
 def _public_jwk(key: PublicKey, algorithm: Algorithm) -> dict[str, Any]:

@@ -7,12 +7,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 from infra.publishing import TopicLayout
 
 logger = logging.getLogger(__name__)
 
 
-async def ensure_topic(servers: list[str], topic: str, layout: TopicLayout) -> bool:
+async def ensure_topic(
+    servers: list[str], topic: str, layout: TopicLayout, security: KafkaSecurity = PLAINTEXT
+) -> bool:
     """Create the Kafka topic unless it exists; whether this call created it.
 
     Both the relay and the consumers call it, so whichever starts first finds the topic
@@ -21,7 +24,7 @@ async def ensure_topic(servers: list[str], topic: str, layout: TopicLayout) -> b
     exists already keeps its own configuration.
     """
     configs = {} if layout.retention_ms is None else {"retention.ms": str(layout.retention_ms)}
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**client_options(servers, security))
     await admin.start()
     try:
         # Asked first: some Kafka-compatible brokers (Tansu) answer a CreateTopics for an
@@ -46,13 +49,15 @@ async def ensure_topic(servers: list[str], topic: str, layout: TopicLayout) -> b
     return True
 
 
-async def topic_ends(servers: list[str], topic: str) -> dict[int, int] | None:
+async def topic_ends(
+    servers: list[str], topic: str, security: KafkaSecurity = PLAINTEXT
+) -> dict[int, int] | None:
     """Each partition's end offset as the broker lists it; None if the topic does not exist.
 
     Some brokers (the Tansu the tests use) list the start of a partition's last record batch
     rather than its end; either only grows while the partition keeps its records.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(servers, security), enable_auto_commit=False)
     await consumer.start()
     try:
         # A fresh client has no metadata yet: `topics()` fetches it.
@@ -65,9 +70,11 @@ async def topic_ends(servers: list[str], topic: str) -> dict[int, int] | None:
         await consumer.stop()
 
 
-async def topic_retention_ms(servers: list[str], topic: str) -> int | None:
+async def topic_retention_ms(
+    servers: list[str], topic: str, security: KafkaSecurity = PLAINTEXT
+) -> int | None:
     """The topic's `retention.ms` as the broker reports it (None if it reports none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**client_options(servers, security))
     await admin.start()
     try:
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])

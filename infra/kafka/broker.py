@@ -10,6 +10,7 @@ from infra.kafka.dead_letters import KafkaDeadLetters
 from infra.kafka.history import KafkaTopicSource
 from infra.kafka.publisher import KafkaPublisher
 from infra.kafka.reader import KafkaGroupReader
+from infra.kafka.security import PLAINTEXT, KafkaSecurity
 from infra.kafka.status import kafka_status
 from infra.publishing import EventPublisher, Retention, TopicLayout
 from infra.reading import ReaderOptions, StreamHistory
@@ -17,10 +18,11 @@ from infra.status import StreamStatus
 
 
 class KafkaBroker:
-    """A Kafka (or Kafka-compatible) cluster, by its bootstrap servers."""
+    """A Kafka (or Kafka-compatible) cluster, by its bootstrap servers and how to connect."""
 
-    def __init__(self, servers: list[str]) -> None:
+    def __init__(self, servers: list[str], security: KafkaSecurity = PLAINTEXT) -> None:
         self.servers = servers
+        self.security = security
 
     def publisher(
         self,
@@ -34,27 +36,33 @@ class KafkaBroker:
 
         `retention` is the Redis stream's; a topic's is `layout.retention_ms`.
         """
-        return KafkaPublisher(self.servers, stream, layout or TopicLayout(), idempotent=idempotent)
+        return KafkaPublisher(
+            self.servers,
+            stream,
+            layout or TopicLayout(),
+            idempotent=idempotent,
+            security=self.security,
+        )
 
     def group_reader(self, options: ReaderOptions) -> KafkaGroupReader:
         """A member of the topic's consumer group."""
-        return KafkaGroupReader(self.servers, options)
+        return KafkaGroupReader(self.servers, options, self.security)
 
     def history(self, stream: str) -> StreamHistory:
         """Every partition of the topic, from its earliest offset."""
-        return KafkaTopicSource(self.servers, stream)
+        return KafkaTopicSource(self.servers, stream, self.security)
 
     def dead_letters(self, stream: str) -> DeadLetterQueue:
         """The dead-letter topic `<stream>.dlq`."""
-        return KafkaDeadLetters(self.servers, stream)
+        return KafkaDeadLetters(self.servers, stream, self.security)
 
     async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:
         """The topic's length, how far behind each named group is, its dead letters."""
-        return await kafka_status(self.servers, stream, groups)
+        return await kafka_status(self.servers, stream, groups, self.security)
 
     async def ensure(self, stream: str, layout: TopicLayout | None = None) -> bool:
         """Create the topic with `layout` unless it exists; whether this call created it."""
-        return await ensure_topic(self.servers, stream, layout or TopicLayout())
+        return await ensure_topic(self.servers, stream, layout or TopicLayout(), self.security)
 
     async def erase(
         self, stream: str, redacted: RedactedHistories, *, since: datetime

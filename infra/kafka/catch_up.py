@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from infra.kafka.admin import ensure_topic
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 from infra.reading import CatchUp, ReaderOptions
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ async def catch_up_group(
     options: ReaderOptions,
     read_log: CatchUp | None,
     earliest: Earliest = beginning_offsets,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Apply the log with `read_log` if the group would miss deleted records, then move it on."""
-    await ensure_topic(servers, options.stream, options.layout)
+    await ensure_topic(servers, options.stream, options.layout, security)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers, group_id=options.group, enable_auto_commit=False
+        **client_options(servers, security), group_id=options.group, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -51,7 +53,7 @@ async def catch_up_group(
         ]
         if not partitions:
             return
-        committed = await _committed(servers, options.group, partitions)
+        committed = await _committed(servers, options.group, partitions, security)
         # Where the group reads next; a new group at the end wants nothing older.
         wanted = {
             tp: committed.get(tp, 0 if options.start == "beginning" else None) for tp in partitions
@@ -86,9 +88,11 @@ async def catch_up_group(
         await consumer.stop()
 
 
-async def _committed(servers: list[str], group: str, partitions: list[TopicPartition]) -> Offsets:
+async def _committed(
+    servers: list[str], group: str, partitions: list[TopicPartition], security: KafkaSecurity
+) -> Offsets:
     """The group's committed offsets of the partitions that have one."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**client_options(servers, security))
     await admin.start()
     try:
         # Partitions named: Tansu cannot answer an OffsetFetch for "all partitions".

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from events import dead_letter_stream
 from infra.dead_letters import DeadLetter, letter_fields, stored_letter
 from infra.kafka.history import read_to_high_watermarks, read_topic
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 
 
 class KafkaDeadLetters:
@@ -22,8 +23,9 @@ class KafkaDeadLetters:
 
     RETRY_GROUP = "userbus-dlq-retry"
 
-    def __init__(self, servers: list[str], topic: str) -> None:
+    def __init__(self, servers: list[str], topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self._servers = servers
+        self._security = security
         self._topic = topic
         self._dlq = dead_letter_stream(topic)
         self._producer: AIOKafkaProducer | None = None
@@ -37,7 +39,7 @@ class KafkaDeadLetters:
 
     async def read(self) -> AsyncIterator[DeadLetter]:
         """The letters of every partition, up to where the topic ended when reading began."""
-        async for records in read_topic(self._servers, self._dlq, 500):
+        async for records in read_topic(self._servers, self._dlq, 500, security=self._security):
             for record in records:
                 yield _letter(record)
 
@@ -46,7 +48,7 @@ class KafkaDeadLetters:
         producer = await self._started_producer()
         consumer = AIOKafkaConsumer(
             self._dlq,
-            bootstrap_servers=self._servers,
+            **client_options(self._servers, self._security),
             group_id=self.RETRY_GROUP,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -81,7 +83,9 @@ class KafkaDeadLetters:
 
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            self._producer = AIOKafkaProducer(bootstrap_servers=self._servers, acks="all")
+            self._producer = AIOKafkaProducer(
+                **client_options(self._servers, self._security), acks="all"
+            )
             await self._producer.start()
         return self._producer
 

@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events import Envelope, MalformedEventError, envelope_from_json
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +24,14 @@ class KafkaTopicSource:
     topics), and a stale offset would silently skip the records of the new topic.
     """
 
-    def __init__(self, servers: list[str], topic: str) -> None:
+    def __init__(self, servers: list[str], topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
         self._servers = servers
         self._topic = topic
+        self._security = security
 
     async def batches(self, size: int) -> AsyncIterator[list[Envelope]]:
         """Read every partition from the beginning to its end when the read began."""
-        async for records in read_topic(self._servers, self._topic, size):
+        async for records in read_topic(self._servers, self._topic, size, security=self._security):
             batch = []
             for record in records:
                 batch.extend(_from_record(record.value, f"{record.partition}@{record.offset}"))
@@ -39,7 +41,9 @@ class KafkaTopicSource:
     async def raw_pages(self, size: int, after: str = "") -> AsyncIterator[tuple[str, list[bytes]]]:
         """Records after the offsets in `after` up to the current ends, with the next offsets."""
         offsets = {int(p): o for p, o in json.loads(after).items()} if after else {}
-        async for records in read_topic(self._servers, self._topic, size, offsets):
+        async for records in read_topic(
+            self._servers, self._topic, size, offsets, security=self._security
+        ):
             for record in records:
                 offsets[record.partition] = record.offset + 1
             yield json.dumps(offsets, sort_keys=True), [r.value or b"" for r in records]
@@ -50,11 +54,16 @@ class KafkaTopicSource:
 
 
 async def read_topic(
-    servers: list[str], topic: str, size: int, start: Mapping[int, int] | None = None
+    servers: list[str],
+    topic: str,
+    size: int,
+    start: Mapping[int, int] | None = None,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> AsyncIterator[list[Any]]:
     """Every partition's records from the beginning (or `start`'s offsets), with no group."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers,
+        **client_options(servers, security),
         enable_auto_commit=False,
         group_id=None,
         # An offset below what retention kept reads from the oldest record kept.

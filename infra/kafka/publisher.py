@@ -9,6 +9,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from infra.kafka.admin import ensure_topic, topic_ends
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 from infra.publishing import PendingEvent, TopicLayout
 from infra.witness import Observation, StreamLostError
 
@@ -50,8 +51,10 @@ class KafkaPublisher:
         *,
         idempotent: bool = True,
         max_batch_bytes: int = _MAX_BATCH_BYTES,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._servers = servers
+        self._security = security
         self._topic = topic
         self._layout = layout
         self._idempotent = idempotent
@@ -67,12 +70,12 @@ class KafkaPublisher:
 
     async def connect(self) -> None:
         """Create the topic if it is missing, then start the producer."""
-        await ensure_topic(self._servers, self._topic, self._layout)
+        await ensure_topic(self._servers, self._topic, self._layout, self._security)
         self._producer = await self._start_producer()
 
     async def _start_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._servers,
+            **client_options(self._servers, self._security),
             enable_idempotence=self._idempotent,
             acks="all",
             partitioner=self._partitioner,
@@ -118,7 +121,7 @@ class KafkaPublisher:
         ends also become offsets known to hold records, so that an ack below them later
         shows a loss even in a partition this publisher has not sent to since its stamp.
         """
-        ends = await topic_ends(self._servers, self._topic)
+        ends = await topic_ends(self._servers, self._topic, self._security)
         if ends is None:
             return Observation(marked=False)
         for partition, end in ends.items():
@@ -132,7 +135,7 @@ class KafkaPublisher:
 
     async def recreate(self) -> None:
         """Create the topic if it was deleted (a broker may take records for a missing one)."""
-        await ensure_topic(self._servers, self._topic, self._layout)
+        await ensure_topic(self._servers, self._topic, self._layout, self._security)
 
     async def stamp(self) -> None:
         """Create the topic if it is missing; offsets are followed from its ends now.
@@ -140,8 +143,8 @@ class KafkaPublisher:
         The producer is started again: one that knew the topic before it was deleted keeps
         failing on the new one (its metadata and batches in flight are the old topic's).
         """
-        await ensure_topic(self._servers, self._topic, self._layout)
-        ends = await topic_ends(self._servers, self._topic) or {}
+        await ensure_topic(self._servers, self._topic, self._layout, self._security)
+        ends = await topic_ends(self._servers, self._topic, self._security) or {}
         # A partition's records up to its listed end exist now: an ack below that later
         # means they were lost, also in a partition this publisher has not sent to yet.
         self._acked = {partition: end - 1 for partition, end in ends.items() if end > 0}

@@ -9,6 +9,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from infra.kafka.admin import ensure_topic
 from infra.kafka.catch_up import beginning_offsets, catch_up_group
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 from infra.reading import Batch, CatchUp, ReaderOptions, Recover
 
 logger = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ class KafkaGroupReader:
     again by the partition's next owner, from the committed offsets.
     """
 
-    def __init__(self, servers: list[str], options: ReaderOptions) -> None:
+    def __init__(
+        self, servers: list[str], options: ReaderOptions, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self._servers = servers
+        self._security = security
         self._options = options
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
@@ -51,7 +55,7 @@ class KafkaGroupReader:
 
     async def catch_up(self, read_log: CatchUp | None) -> None:
         """Read the event log first if the group would start after deleted records."""
-        await catch_up_group(self._servers, self._options, read_log, self._earliest)
+        await catch_up_group(self._servers, self._options, read_log, self._earliest, self._security)
 
     async def _earliest(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
@@ -66,9 +70,9 @@ class KafkaGroupReader:
         """
         options = self._options
         self._stopping = stopping
-        await ensure_topic(self._servers, options.stream, options.layout)
+        await ensure_topic(self._servers, options.stream, options.layout, self._security)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._servers,
+            **client_options(self._servers, self._security),
             group_id=options.group,
             enable_auto_commit=False,
             # Where a group with no committed offsets starts: the whole history by default.

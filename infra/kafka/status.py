@@ -6,13 +6,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from events import dead_letter_stream
+from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
 from infra.status import GroupLag, StreamStatus
 
 
-async def kafka_status(servers: list[str], topic: str, groups: Sequence[str]) -> StreamStatus:
+async def kafka_status(
+    servers: list[str],
+    topic: str,
+    groups: Sequence[str],
+    security: KafkaSecurity = PLAINTEXT,
+) -> StreamStatus:
     """The status of `topic` and of the groups named (Kafka cannot list a topic's groups)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**client_options(servers, security))
+    consumer = AIOKafkaConsumer(**client_options(servers, security), enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:

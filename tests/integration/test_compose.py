@@ -54,7 +54,8 @@ def compose_config(
     # An empty env file, so a developer's .env cannot change what the file resolves to. The
     # secret file (secrets/jwt_private_key.pem) need not exist: `config` does not read it.
     env_file = tmp_path_factory.mktemp("compose") / "empty.env"
-    env_file.touch()
+    # The one variable the file requires (production mode refuses a placeholder password).
+    env_file.write_text("POSTGRES_PASSWORD=7f3c-compose-test-password\n")
     files = [arg for name in request.param for arg in ("--file", name)]
     result = subprocess.run(
         [DOCKER_COMPOSE, "--env-file", str(env_file), *files, "config"],

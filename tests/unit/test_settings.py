@@ -23,7 +23,7 @@ from userbus.operations import TopicSettings
 
 REQUIRED = object()
 # What every process reads (it was LogSettings, built by the `userbus` entry point).
-SHARED = {"USERBUS_LOG_LEVEL": "INFO"}
+SHARED = {"USERBUS_LOG_LEVEL": "INFO", "USERBUS_ENVIRONMENT": "development"}
 MAIL = {
     "USERBUS_MAIL_FROM": "userbus <no-reply@localhost>",
     "USERBUS_SMTP_HOST": None,
@@ -31,11 +31,23 @@ MAIL = {
     "USERBUS_SMTP_USERNAME": None,
     "USERBUS_SMTP_PASSWORD": None,
     "USERBUS_SMTP_STARTTLS": True,
+    "USERBUS_SMTP_IMPLICIT_TLS": False,
+    "USERBUS_SMTP_CAFILE": None,
 }
 KAFKA_TOPIC = {
     "USERBUS_KAFKA_PARTITIONS": 6,
     "USERBUS_KAFKA_REPLICATION_FACTOR": 1,
     "USERBUS_KAFKA_RETENTION_HOURS": 168.0,
+}
+# How Kafka clients connect (TLS, SASL): every process that talks to the broker.
+KAFKA_SECURITY = {
+    "USERBUS_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+    "USERBUS_KAFKA_SSL_CAFILE": None,
+    "USERBUS_KAFKA_SSL_CERTFILE": None,
+    "USERBUS_KAFKA_SSL_KEYFILE": None,
+    "USERBUS_KAFKA_SASL_MECHANISM": None,
+    "USERBUS_KAFKA_SASL_USERNAME": None,
+    "USERBUS_KAFKA_SASL_PASSWORD": None,
 }
 DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
     UserbusSettings: SHARED,
@@ -44,7 +56,6 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         **SHARED,
         **MAIL,
         "USERBUS_DATABASE_URL": REQUIRED,
-        "USERBUS_ENVIRONMENT": "development",
         "USERBUS_BCRYPT_ROUNDS": 12,
         "USERBUS_HASH_WORKERS": os.cpu_count() or 1,
         "USERBUS_EVENT_SOURCE": "/userbus/auth",
@@ -68,6 +79,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_LOGIN_LIMIT_PER_USERNAME": 5,
         "USERBUS_LOGIN_LIMIT_PER_ADDRESS": 50,
         "USERBUS_LOGIN_LIMIT_WINDOW_SECONDS": 900,
+        "USERBUS_TRUSTED_PROXIES": [],
         "USERBUS_MAILBOX_DIR": None,
         "USERBUS_PASSWORD_RESET_URL": None,
         "USERBUS_REQUIRE_PROFILE": False,
@@ -81,6 +93,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
     },
     RelaySettings: {
         **SHARED,
+        **KAFKA_SECURITY,
         **KAFKA_TOPIC,
         "USERBUS_DATABASE_URL": REQUIRED,
         "USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0",
@@ -99,6 +112,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
     },
     ConsumerSettings: {
         **SHARED,
+        **KAFKA_SECURITY,
         **KAFKA_TOPIC,
         "USERBUS_DATABASE_URL": REQUIRED,
         "USERBUS_EVENT_LOG_URL": None,
@@ -128,6 +142,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
     },
     PruneSettings: {
         **SHARED,
+        **KAFKA_SECURITY,
         "USERBUS_DATABASE_URL": REQUIRED,
         "USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0",
         "USERBUS_STREAM": "userbus.users",
@@ -170,6 +185,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
     },
     TopicSettings: {
         **SHARED,
+        **KAFKA_SECURITY,
         **KAFKA_TOPIC,
         "USERBUS_BROKER_URL": REQUIRED,
         "USERBUS_STREAM": "userbus.users",
