@@ -26,11 +26,12 @@ def create_consumer_app(
     (consumers/healing.py: USERBUS_EVENT_LOG_URL, or USERBUS_FEED_URL).
     """
     broker = broker_for(settings.broker_url, settings.kafka_security)
+    options = reader_options(settings, projection)
     return ProjectionConsumer(
         settings,
         projection,
-        reader or broker.group_reader(reader_options(settings, projection)),
-        broker.dead_letters(settings.stream),
+        reader or broker.group_reader(options),
+        broker.dead_letters(settings.stream, options.layout),
         engine=engine,
         log=event_log_for(settings),
     )

@@ -48,8 +48,8 @@ class Broker(Protocol):
         """Everything the broker keeps of `stream`, for a replay (no group is joined)."""
         ...
 
-    def dead_letters(self, stream: str) -> DeadLetterQueue:
-        """The dead-letter queue beside `stream`."""
+    def dead_letters(self, stream: str, layout: TopicLayout | None = None) -> DeadLetterQueue:
+        """The dead-letter queue beside `stream`; on Kafka a topic made with `layout`."""
         ...
 
     async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:

@@ -46,7 +46,10 @@ class TopicSettings(KafkaSecuritySettings, UserbusSettings):
 
 @kafka_app.command("init")
 def kafka_init() -> None:
-    """Create the events topic (USERBUS_STREAM) if it does not exist (the relay does too)."""
+    """Create the events topic (USERBUS_STREAM) and its dead-letter topic unless they exist.
+
+    The relay creates the events topic too, and a consumer the dead-letter topic before its
+    first letter; this makes both before anyone needs them, with the configured layout."""
     settings = TopicSettings()
     try:
         kafka_servers(settings.broker_url)
@@ -57,11 +60,13 @@ def kafka_init() -> None:
         settings.kafka_replication_factor,
         retention_ms(settings.kafka_retention_hours),
     )
-    created = asyncio.run(
-        broker_for(settings.broker_url, settings.kafka_security).ensure(settings.stream, layout)
-    )
-    state = "created" if created else "already exists:"
-    typer.echo(f"topic {settings.stream} {state} ({settings.kafka_partitions} partitions asked)")
+    broker = broker_for(settings.broker_url, settings.kafka_security)
+    # The dead-letter topic too, with the same layout: consumers create it before their
+    # first letter, but a topic made here is there before anyone needs it.
+    for topic in (settings.stream, dead_letter_stream(settings.stream)):
+        created = asyncio.run(broker.ensure(topic, layout))
+        state = "created" if created else "already exists:"
+        typer.echo(f"topic {topic} {state} ({settings.kafka_partitions} partitions asked)")
 
 
 def status() -> None:

@@ -52,9 +52,9 @@ class KafkaBroker:
         """Every partition of the topic, from its earliest offset."""
         return KafkaTopicSource(self.servers, stream, self.security)
 
-    def dead_letters(self, stream: str) -> DeadLetterQueue:
-        """The dead-letter topic `<stream>.dlq`."""
-        return KafkaDeadLetters(self.servers, stream, self.security)
+    def dead_letters(self, stream: str, layout: TopicLayout | None = None) -> DeadLetterQueue:
+        """The dead-letter topic `<stream>.dlq`, created with `layout` before its first letter."""
+        return KafkaDeadLetters(self.servers, stream, self.security, layout or TopicLayout())
 
     async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:
         """The topic's length, how far behind each named group is, its dead letters."""

@@ -8,8 +8,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from events import dead_letter_stream
 from infra.dead_letters import DeadLetter, letter_fields, stored_letter
+from infra.kafka.admin import ensure_topic
 from infra.kafka.history import read_to_high_watermarks, read_topic
 from infra.kafka.security import PLAINTEXT, KafkaSecurity, client_options
+from infra.publishing import TopicLayout
 
 
 class KafkaDeadLetters:
@@ -23,11 +25,21 @@ class KafkaDeadLetters:
 
     RETRY_GROUP = "userbus-dlq-retry"
 
-    def __init__(self, servers: list[str], topic: str, security: KafkaSecurity = PLAINTEXT) -> None:
+    def __init__(
+        self,
+        servers: list[str],
+        topic: str,
+        security: KafkaSecurity = PLAINTEXT,
+        layout: TopicLayout | None = None,
+    ) -> None:
         self._servers = servers
         self._security = security
         self._topic = topic
         self._dlq = dead_letter_stream(topic)
+        # The events topic's layout: a cluster that creates no topic on first use would
+        # otherwise time out the first letter, and the letters keep the events' retention,
+        # so an erased user's payload leaves the dead letters when it leaves the topic.
+        self._layout = layout or TopicLayout()
         self._producer: AIOKafkaProducer | None = None
 
     async def send(self, letters: Sequence[DeadLetter]) -> None:
@@ -83,6 +95,7 @@ class KafkaDeadLetters:
 
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
+            await ensure_topic(self._servers, self._dlq, self._layout, self._security)
             self._producer = AIOKafkaProducer(
                 **client_options(self._servers, self._security), acks="all"
             )

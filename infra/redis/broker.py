@@ -41,8 +41,8 @@ class RedisBroker:
         """The stream's entries from its first."""
         return RedisStreamSource(self.url, stream)
 
-    def dead_letters(self, stream: str) -> DeadLetterQueue:
-        """The dead-letter stream `<stream>.dlq`."""
+    def dead_letters(self, stream: str, layout: TopicLayout | None = None) -> DeadLetterQueue:
+        """The dead-letter stream `<stream>.dlq` (a stream needs no layout)."""
         return RedisDeadLetters(self.url, stream)
 
     async def status(self, stream: str, groups: Sequence[str]) -> StreamStatus:

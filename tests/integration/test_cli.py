@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
@@ -23,6 +24,7 @@ from events import EVENT_TYPES
 from infra.brokers import broker_for
 from infra.dead_letters import DeadLetter
 from infra.kafka.urls import kafka_servers
+from infra.publishing import TopicLayout
 from producers.settings import RelaySettings
 from tests.integration.test_relay import write_history
 from userbus.cli import app, main
@@ -153,9 +155,10 @@ def test_kafka_init_creates_the_topic_once(kafka_url: str) -> None:
     first = CliRunner().invoke(app, ["kafka", "init"], env=env)
     assert first.exit_code == 0, first.output
     assert f"topic {topic} created" in first.output
+    assert f"topic {topic}.dlq created" in first.output
     second = CliRunner().invoke(app, ["kafka", "init"], env=env)
     assert second.exit_code == 0
-    assert "already exists" in second.output
+    assert second.output.count("already exists") == 2
     not_kafka = CliRunner().invoke(
         app, ["kafka", "init"], env={"USERBUS_BROKER_URL": "redis://127.0.0.1:6379/0"}
     )
@@ -303,3 +306,25 @@ def test_consume_registrations_runs_the_auth_side_of_the_saga(
     assert isinstance(consumer, ConsumerSettings)
     assert auth.require_profile
     assert auth.pending_registration_timeout_seconds == 60
+
+
+@pytest.mark.kafka
+async def test_the_first_dead_letter_creates_its_topic_with_the_events_layout(
+    kafka_url: str,
+) -> None:
+    topic = f"dlq.{uuid.uuid4().hex[:8]}"
+    servers = kafka_servers(kafka_url)
+    queue = broker_for(kafka_url).dead_letters(topic, TopicLayout(partitions=3))
+    await queue.send([DeadLetter(b'{"first": 1}', "boom", "profiles", "1-0")])
+    await queue.close()
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([f"{topic}.dlq"])
+    finally:
+        await admin.close()
+    assert len(described["partitions"]) == 3
+    assert [letter.error async for letter in broker_for(kafka_url).dead_letters(topic).read()] == [
+        "boom"
+    ]
