@@ -51,10 +51,16 @@ async def register_user(
 
 async def create_admin(ctx: AuthContext, *, username: str, email: str, password: str) -> User:
     """An active admin account, for bootstrapping a deployment from the command line."""
-    return await _register(
+    user = await _register(
         ctx, username=username, email=email, password=password, display_name=None,
         role="admin", pending=False,
     )  # fmt: skip
+    # by=None and via="cli": no principal made this admin, the operator's shell did.
+    ctx.audit.record(
+        "user_registered", user_id=user.id, username=user.username, role=user.role,
+        status=user.status, by=None, via="cli",
+    )  # fmt: skip
+    return user
 
 
 async def _register(

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from typer.testing import CliRunner
 
+from auth.security.audit import AUDIT_LOGGER
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.settings import ConsumerSettings
@@ -94,16 +95,28 @@ async def test_replay_rebuilds_the_projection_from_the_event_log(
     assert names == {user.username for user in users}
 
 
-def test_create_admin_makes_an_admin_who_can_log_in(isolated_database_url: str) -> None:
+def test_create_admin_makes_an_admin_who_can_log_in(
+    isolated_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     env = {"USERBUS_DATABASE_URL": isolated_database_url, "USERBUS_BCRYPT_ROUNDS": "4"}
-    result = CliRunner().invoke(
-        app,
-        ["users", "create-admin", "root", "--email", "root@example.com", "--password-stdin"],
-        input="an admin passphrase\n",
-        env=env,
-    )
+    with caplog.at_level(logging.INFO, logger=AUDIT_LOGGER):
+        result = CliRunner().invoke(
+            app,
+            ["users", "create-admin", "root", "--email", "root@example.com", "--password-stdin"],
+            input="an admin passphrase\n",
+            env=env,
+        )
     assert result.exit_code == 0, result.output
     assert "created admin root" in result.output
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert line["event"] == "user_registered"
+    assert (line["username"], line["role"], line["by"], line["via"]) == (
+        "root",
+        "admin",
+        None,
+        "cli",
+    )
+    assert "passphrase" not in caplog.text
 
     async def role() -> str:
         engine = create_async_engine(isolated_database_url.replace("://", "+asyncpg://", 1))
