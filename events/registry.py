@@ -13,6 +13,7 @@ from events.user import (
     PasswordChanged,
     PasswordResetRequested,
     UserDeleted,
+    UserEmailVerified,
     UserRegistered,
     UserRoleChanged,
     UserStatusChanged,
@@ -29,6 +30,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UserRoleChanged,
         UserStatusChanged,
         PasswordResetRequested,
+        UserEmailVerified,
         ProfileCreated,
         ProfileRejected,
     )

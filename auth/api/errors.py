@@ -11,6 +11,7 @@ from auth.adapters.rate_limit import RateLimiterUnavailableError
 from auth.domain.errors import (
     AuthError,
     ConcurrentUpdateError,
+    EmailNotVerifiedError,
     EmailTakenError,
     InvalidClientError,
     InvalidCredentialsError,
@@ -18,6 +19,7 @@ from auth.domain.errors import (
     InvalidFieldError,
     InvalidRefreshTokenError,
     InvalidResetTokenError,
+    InvalidVerificationTokenError,
     LastAdminError,
     NotAuthenticatedError,
     PermissionDeniedError,
@@ -38,8 +40,10 @@ STATUS_OF: dict[type[AuthError], int] = {
     InvalidRefreshTokenError: 401,
     PermissionDeniedError: 403,
     RegistrationPendingError: 403,
+    EmailNotVerifiedError: 403,
     UserNotFoundError: 404,
     InvalidResetTokenError: 400,
+    InvalidVerificationTokenError: 400,
     InvalidCursorError: 400,
     TooManyAttemptsError: 429,
 }

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from auth.domain.errors import (
+    EmailNotVerifiedError,
     InvalidCredentialsError,
     InvalidRefreshTokenError,
     RefreshTokenReusedError,
@@ -84,9 +85,22 @@ async def check_credentials(
     return user
 
 
+async def check_login(ctx: AuthContext, *, login: str, password: str, address: str | None) -> User:
+    """`check_credentials`, and, where the deployment requires it, a verified email.
+
+    The refusal (EmailNotVerifiedError) comes only after the password matched: a guesser
+    still gets InvalidCredentialsError, and learns nothing of the account.
+    """
+    user = await check_credentials(ctx, login=login, password=password, address=address)
+    if ctx.require_verified_email and not user.email_verified:
+        ctx.audit.record("login_refused", login=login, address=address, reason="email_not_verified")
+        raise EmailNotVerifiedError(user.username)
+    return user
+
+
 async def log_in(ctx: AuthContext, *, login: str, password: str, address: str | None) -> TokenPair:
     """Check the credentials and open a session: an access token and a refresh token."""
-    user = await check_credentials(ctx, login=login, password=password, address=address)
+    user = await check_login(ctx, login=login, password=password, address=address)
     async with ctx.uow_factory() as uow:
         session_id, refresh_token = await uow.sessions.create(
             user.id, now=now(), ttl=ctx.lifetimes.refresh_token

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from auth.adapters.principals import PrincipalStore
-from auth.adapters.rate_limit import LoginRateLimiter
+from auth.adapters.rate_limit import LoginRateLimiter, MailRateLimiter
 from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
 from auth.security.audit import AuditLog
@@ -41,10 +41,11 @@ class AccessTokens(Protocol):
 
 @dataclass(frozen=True)
 class Lifetimes:
-    """How long sessions and reset tokens live."""
+    """How long sessions, reset and verification tokens live."""
 
     refresh_token: timedelta = timedelta(days=30)
     password_reset: timedelta = timedelta(minutes=30)
+    email_verification: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class AuthContext:
     password_reset_url: str | None = None
     # The registration saga: new accounts start `pending` until the profile service answers.
     require_profile: bool = False
+    # Mails sent on request and registrations; None (tests of other things): unlimited.
+    mail_limiter: MailRateLimiter | None = None
+    email_verification_url: str | None = None
+    require_verified_email: bool = False
 
 
 def now() -> datetime:

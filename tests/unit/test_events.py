@@ -17,6 +17,7 @@ from events import (
     ProfileRejected,
     UnknownEventTypeError,
     UserDeleted,
+    UserEmailVerified,
     UserRegistered,
     UserRoleChanged,
     UserStatusChanged,
@@ -213,6 +214,7 @@ def test_registry_names_each_event_by_its_class() -> None:
         "UserRoleChanged": UserRoleChanged,
         "UserStatusChanged": UserStatusChanged,
         "PasswordResetRequested": PasswordResetRequested,
+        "UserEmailVerified": UserEmailVerified,
         "ProfileCreated": ProfileCreated,
         "ProfileRejected": ProfileRejected,
     } == EVENT_TYPES

@@ -15,7 +15,7 @@ from auth.api.schemas import LoginRequest, RefreshRequest, TokenForm, TokenOut, 
 from auth.domain.errors import InvalidClientError, InvalidCredentialsError
 from auth.service_layer.authentication import (
     TokenPair,
-    check_credentials,
+    check_login,
     log_in,
     log_out,
     log_out_everywhere,
@@ -96,7 +96,14 @@ async def token(
     )
 
 
-@router.get("/basic", response_model=UserOut, responses={401: {"description": "bad credentials"}})
+@router.get(
+    "/basic",
+    response_model=UserOut,
+    responses={
+        401: {"description": "bad credentials"},
+        403: {"description": "right password, but the account cannot log in yet"},
+    },
+)
 async def basic(
     request: Request,
     services: ServicesDep,
@@ -111,7 +118,7 @@ async def basic(
         body = error_body("not_authenticated", "HTTP Basic credentials are required")
         return JSONResponse(body, status_code=401, headers=challenge)
     try:
-        user = await check_credentials(
+        user = await check_login(
             services.auth,
             login=credentials.username,
             password=credentials.password,
