@@ -83,7 +83,8 @@ def test_no_pii_is_left_and_everything_else_is_kept() -> None:
     assert redacted[2]["data"]["email"] == erased_email(USER)
     assert redacted[3] == original[3]  # a password change names nobody
     assert redacted[5]["data"]["username"] == erased_username(USER)
-    assert redacted[4]["data"]["reason"] == "requested"
+    assert redacted[4]["data"]["email"] == erased_email(USER)
+    assert redacted[5]["data"]["reason"] == "requested"
 
 
 def test_redacting_twice_changes_nothing() -> None:
