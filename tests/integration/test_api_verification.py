@@ -48,7 +48,9 @@ async def sign_up(client: httpx.AsyncClient, username: str) -> dict[str, Any]:
 def claims(token: str) -> dict[str, Any]:
     """The claims of a JWT (its signature is the API's business, not this test's)."""
     payload = token.split(".")[1]
-    parsed: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    parsed: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
     return parsed
 
 
@@ -123,7 +125,9 @@ async def test_an_email_change_unverifies_and_mails_the_new_address(
     assert changed.status_code == 200, changed.text
     assert changed.json()["email_verified"] is False
     [fresh] = verification_tokens(mailbox, new)
-    assert (await client.post("/auth/verify-email/confirm", json={"token": fresh})).status_code == 204
+    assert (
+        await client.post("/auth/verify-email/confirm", json={"token": fresh})
+    ).status_code == 204
     me = await client.get("/users/me", headers=bearer(token))
     assert me.json()["email_verified"] is True
 
@@ -150,10 +154,16 @@ async def test_asking_again_mails_a_new_token_and_the_older_one_stops_working(
     await sign_up(client, username)
     email = f"{username}@example.com"
     # Anonymously, by address (an account that cannot log in yet has no token to send).
-    assert (await client.post("/auth/verify-email/request", json={"email": email})).status_code == 202
+    assert (
+        await client.post("/auth/verify-email/request", json={"email": email})
+    ).status_code == 202
     first, second = verification_tokens(auth_settings.mailbox_path, email)
-    assert (await client.post("/auth/verify-email/confirm", json={"token": first})).status_code == 400
-    assert (await client.post("/auth/verify-email/confirm", json={"token": second})).status_code == 204
+    assert (
+        await client.post("/auth/verify-email/confirm", json={"token": first})
+    ).status_code == 400
+    assert (
+        await client.post("/auth/verify-email/confirm", json={"token": second})
+    ).status_code == 204
 
 
 async def test_a_bearer_request_is_for_the_callers_own_address(
@@ -231,7 +241,9 @@ async def test_required_verification_refuses_every_login_path_only_with_the_righ
     assert any(e.get("reason") == "email_not_verified" for e in audit)
 
     [token] = verification_tokens(auth_settings.mailbox_path, f"{username}@example.com")
-    assert (await strict.post("/auth/verify-email/confirm", json={"token": token})).status_code == 204
+    assert (
+        await strict.post("/auth/verify-email/confirm", json={"token": token})
+    ).status_code == 204
     for path, response in (await _login_paths(strict, username, PASSWORD)).items():
         assert response.status_code == 200, (path, response.text)
 
