@@ -146,12 +146,16 @@ def hashed(name: str) -> str:
     return hashlib.sha256(name.casefold().encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def run_script(script: AsyncScript, keys: list[str], args: list[int]) -> int:
-    """Run a counter script; RateLimiterUnavailableError when Redis cannot answer."""
+async def run_script(
+    script: AsyncScript, keys: list[str], args: list[int], *, what: str = "login"
+) -> int:
+    """Run a counter script; RateLimiterUnavailableError (naming `what`) when Redis cannot."""
     try:
         return int(await script(keys=keys, args=args))
     except RedisError as exc:
-        raise RateLimiterUnavailableError() from exc
+        raise RateLimiterUnavailableError(
+            f"{what} is temporarily unavailable; try again later"
+        ) from exc
 
 
 class MailRateLimiter(Protocol):
@@ -187,7 +191,7 @@ class RedisMailRateLimiter:
             kind = "register" if registration else "addr"
             keys.append(f"{self._prefix}:{kind}:{address}")
             args.append(limits.registrations_per_address if registration else limits.per_address)
-        return _seconds(await run_script(self._take, keys, args))
+        return _seconds(await run_script(self._take, keys, args, what="sending mail"))
 
 
 class RedisLoginRateLimiter:

@@ -225,7 +225,8 @@ PUBLIC = {
     ("POST", "/auth/token"), ("GET", "/auth/basic"), ("POST", "/auth/refresh"),
     ("POST", "/auth/logout"), ("POST", "/auth/password"), ("POST", "/auth/password-reset"),
     ("POST", "/auth/password-reset/confirm"), ("GET", "/.well-known/jwks.json"),
-    ("GET", "/healthz"),
+    ("GET", "/healthz"), ("POST", "/auth/verify-email/request"),
+    ("POST", "/auth/verify-email/confirm"),
 }  # fmt: skip
 OWN_ACCOUNT = {
     ("GET", "/users/me"), ("POST", "/auth/logout-all"), ("GET", "/users/{username}"),
