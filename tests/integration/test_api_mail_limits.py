@@ -3,9 +3,11 @@ target email and per client address, alike for known and unknown emails; and the
 verification requests answer in the same time for known and unknown addresses."""
 
 import asyncio
+import json
+import logging
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from auth.main import create_app
+from auth.security.audit import AUDIT_LOGGER
 from auth.settings import AuthSettings
 from infra.mail import FileMailbox
 from tests.conftest import free_port, unique_username
@@ -182,10 +185,13 @@ async def test_without_redis_the_mail_routes_answer_503(auth_settings: AuthSetti
 # Timing: over a real socket, as a client sees it (the in-process transport would also wait
 # for the work the server does after answering).
 WARMUP = 3
-SAMPLES = 21
-# The answer is a few milliseconds: a relative tolerance alone would flag scheduler noise.
-TOLERANCE = 0.25
-SLACK_SECONDS = 0.002
+SAMPLES = 31
+# One answer takes a few milliseconds, and other work on a shared 2-core machine shifts them
+# by as much: each known request is compared with the unknown one next to it, and the median
+# of those differences must stay within 20 % of an answer's median time (or 1 ms).
+TOLERANCE = 0.20
+SLACK_SECONDS = 0.001
+ROUNDS = 3
 
 
 @asynccontextmanager
@@ -216,38 +222,85 @@ async def _timed(client: httpx.AsyncClient, route: str, email: str) -> tuple[flo
 @pytest.mark.slow
 @pytest.mark.parametrize("route", MAIL_ROUTES)
 async def test_known_and_unknown_addresses_are_answered_alike_in_the_same_time(
-    auth_settings: AuthSettings, route: str
+    auth_settings: AuthSettings, route: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The medians of the two answers differ by less than 25 % (or 2 ms), and match."""
+    """Known and unknown addresses get the same answer, in the same time (see TOLERANCE).
+
+    A round that misses the tolerance is measured again, up to ROUNDS in all: work done for
+    known addresses before answering would show in every round, a busy machine in few.
+    """
     settings = limited(auth_settings, mail_limit_per_email=1_000, mail_limit_per_address=1_000)
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
     async with served(settings) as url, httpx.AsyncClient(base_url=url) as client:
         username = unique_username()
         known = f"{username}@example.com"
         assert (await sign_up(client, username, known)).status_code == 201
-        seconds: dict[str, list[float]] = {"known": [], "unknown": []}
+        await eventually(lambda: _true(mails_to(settings, known) == 1))
         answers: dict[str, set[Any]] = {"known": set(), "unknown": set()}
-        for index in range(WARMUP + SAMPLES):
-            pair = [("known", known), ("unknown", f"{unique_username('nobody')}@example.com")]
-            # Interleaved, each kind first every other time: drift weighs on both alike.
-            for kind, email in pair if index % 2 == 0 else reversed(pair):
-                elapsed, response = await _timed(client, route, email)
-                answers[kind].add(
-                    (response.status_code, response.content, tuple(sorted(
-                        k for k in response.headers if k != "date"
-                    )))
-                )  # fmt: skip
-                if index >= WARMUP:
-                    seconds[kind].append(elapsed)
-                # The work after the answer (a mail, for the known address) must not slow
-                # the next request down: let it finish first.
-                await asyncio.sleep(0.03)
+        rounds = []
+        for _ in range(ROUNDS):
+            difference, typical = await _timing_round(client, route, known, answers, caplog)
+            rounds.append(f"{difference * 1000:+.2f} ms of {typical * 1000:.2f} ms")
+            if abs(difference) < max(TOLERANCE * typical, SLACK_SECONDS):
+                break
+        else:
+            raise AssertionError(
+                f"a known address answered later than an unknown one (the median of {SAMPLES}"
+                f" pairs' differences, of a median answer) in every round: {rounds}"
+            )
     assert answers["known"] == answers["unknown"]
     assert len(answers["known"]) == 1
-    known_median = statistics.median(seconds["known"])
-    unknown_median = statistics.median(seconds["unknown"])
-    difference = abs(known_median - unknown_median)
-    assert difference < max(TOLERANCE * max(known_median, unknown_median), SLACK_SECONDS), (
-        f"median {known_median * 1000:.2f} ms for a known address, "
-        f"{unknown_median * 1000:.2f} ms for an unknown one"
-    )
-    assert mails_to(settings, known) >= WARMUP + SAMPLES  # the known address was mailed
+
+
+async def _timing_round(
+    client: httpx.AsyncClient,
+    route: str,
+    known: str,
+    answers: dict[str, set[Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> tuple[float, float]:
+    """The median difference (known - unknown) of adjacent answers, and the median answer."""
+    differences: list[float] = []
+    both: list[float] = []
+    for index in range(WARMUP + SAMPLES):
+        pair = [("known", known), ("unknown", f"{unique_username('nobody')}@example.com")]
+        # Each kind goes first every other time: any cost of going first weighs on both.
+        timed: dict[str, float] = {}
+        for kind, email in pair if index % 2 == 0 else reversed(pair):
+            done = _finished_count(caplog) + 1
+            timed[kind], response = await _timed(client, route, email)
+            answers[kind].add(
+                (response.status_code, response.content, tuple(sorted(
+                    k for k in response.headers if k != "date"
+                )))
+            )  # fmt: skip
+            # The work after the answer (a mail for the known address, none for the other)
+            # must not slow the next request down: wait until it is done.
+            await eventually(_finished(caplog, done))
+        if index >= WARMUP:
+            differences.append(timed["known"] - timed["unknown"])
+            both += timed.values()
+    return statistics.median(differences), statistics.median(both)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+# The audit line each request's work ends with, for a known address and an unknown one.
+_DONE = {
+    "password_reset_requested", "password_reset_ignored", "verification_mailed",
+    "verification_ignored",
+}  # fmt: skip
+
+
+def _finished_count(caplog: pytest.LogCaptureFixture) -> int:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == AUDIT_LOGGER]
+    return sum(line["event"] in _DONE for line in lines)
+
+
+def _finished(caplog: pytest.LogCaptureFixture, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return _finished_count(caplog) == count
+
+    return check
