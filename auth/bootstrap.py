@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.adapters.mfa_challenges import RedisChallengeStore
 from auth.adapters.principals import AsyncpgPrincipalStore, PrincipalStore
-from auth.adapters.rate_limit import LoginLimits, LoginRateLimiter, RedisLoginRateLimiter
+from auth.adapters.rate_limit import (
+    LoginLimits,
+    LoginRateLimiter,
+    MailLimits,
+    MailRateLimiter,
+    RedisLoginRateLimiter,
+    RedisMailRateLimiter,
+)
 from auth.adapters.service_clients import SqlAlchemyServiceClientRepository
 from auth.domain.model import Principal, User
 from auth.domain.passwords import BcryptPasswordHasher, PasswordHasher
@@ -41,6 +48,7 @@ class Overrides:
 
     hasher: PasswordHasher | None = None
     limiter: LoginRateLimiter | None = None
+    mail_limiter: MailRateLimiter | None = None
     mailer: Mailer | None = None
     audit: AuditLog | None = None
     tokens: AccessTokens | None = None
@@ -67,21 +75,26 @@ def build_context(
     def uow_factory() -> UnitOfWork:
         return SqlAlchemyUnitOfWork(engine, event_source=settings.event_source)
 
+    redis_client = _redis_client(settings, resources)
     context = AuthContext(
         uow_factory=uow_factory,
         principals=overrides.principals or _principal_store(settings, resources),
         hasher=hasher,
         tokens=overrides.tokens or LazyTokenService(settings),
-        limiter=overrides.limiter or _login_limiter(settings, resources),
+        limiter=overrides.limiter or _login_limiter(settings, redis_client),
+        mail_limiter=overrides.mail_limiter or _mail_limiter(settings, redis_client),
         mailer=overrides.mailer or mailer_from(settings, settings.mailbox_path),
         audit=overrides.audit or AuditLog(),
         lifetimes=Lifetimes(
             refresh_token=timedelta(days=settings.refresh_token_ttl_days),
             password_reset=timedelta(minutes=settings.password_reset_ttl_minutes),
+            email_verification=timedelta(minutes=settings.email_verification_ttl_minutes),
         ),
         password_reset_url=settings.password_reset_url,
         require_profile=settings.require_profile,
         mfa=_mfa_kit(settings, engine, resources),
+        email_verification_url=settings.email_verification_url,
+        require_verified_email=settings.require_verified_email,
     )
     return context, resources
 
@@ -151,13 +164,28 @@ def _principal_store(settings: AuthSettings, resources: AsyncExitStack) -> Princ
     return store
 
 
-def _login_limiter(settings: AuthSettings, resources: AsyncExitStack) -> LoginRateLimiter:
-    # Few, fast retries: with Redis down, logins answer 503 at once instead of hanging.
+def _redis_client(settings: AuthSettings, resources: AsyncExitStack) -> redis.Redis:
+    # Few, fast retries: with Redis down, logins and mails answer 503 at once, not hanging.
+    # Connects on first use: the saga and create-admin, which never count, never connect.
     client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
         retry=Retry(NoBackoff(), 1),
     )  # fmt: skip
     resources.push_async_callback(client.aclose)
+    return client
+
+
+def _mail_limiter(settings: AuthSettings, client: redis.Redis) -> MailRateLimiter:
+    limits = MailLimits(
+        per_email=settings.mail_limit_per_email,
+        per_address=settings.mail_limit_per_address,
+        registrations_per_address=settings.registration_limit_per_address,
+        window_seconds=settings.mail_limit_window_seconds,
+    )
+    return RedisMailRateLimiter(client, limits, prefix=f"{settings.redis_key_prefix}:mail")
+
+
+def _login_limiter(settings: AuthSettings, client: redis.Redis) -> LoginRateLimiter:
     limits = LoginLimits(
         per_username=settings.login_limit_per_username,
         per_address=settings.login_limit_per_address,

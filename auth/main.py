@@ -11,7 +11,7 @@ from auth.adapters.outbox_notifications import OutboxNotifications
 from auth.api.deps import Services
 from auth.api.errors import install_error_handlers
 from auth.api.routes import auth as auth_routes
-from auth.api.routes import events, health, jwks, mfa, passwords, sessions, users
+from auth.api.routes import events, health, jwks, mfa, passwords, sessions, users, verification
 from auth.bootstrap import Overrides, build_context, build_service_access
 from auth.security.tokens import token_service
 from auth.settings import AuthSettings
@@ -69,6 +69,7 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
         users.router,
         auth_routes.router,
         passwords.router,
+        verification.router,
         jwks.router,
         health.router,
         events.router,

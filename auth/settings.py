@@ -57,6 +57,20 @@ class AuthSettings(MailSettings, DatabaseSettings):
     trusted_proxies: Annotated[list[Network], NoDecode, BeforeValidator(parse_networks)] = Field(
         default_factory=list
     )
+    # Mails sent on request (password resets, verifications) and registrations, counted in
+    # Redis per window: per target email (known or not: the count never tells), per client
+    # address. A request over a limit is a 429 with Retry-After, and sends nothing.
+    mail_limit_per_email: int = Field(default=5, ge=1)
+    mail_limit_per_address: int = Field(default=20, ge=1)
+    registration_limit_per_address: int = Field(default=20, ge=1)
+    mail_limit_window_seconds: int = Field(default=3600, ge=1)
+    # Email verification: a token mailed at registration and on an email change, valid this
+    # long; where its mail points (`{token}` replaced; without it the mail holds the token).
+    email_verification_ttl_minutes: int = Field(default=1440, ge=1)
+    email_verification_url: str | None = None
+    # Refuse logins (403 email_not_verified, told only with the right password) until the
+    # account's email is verified.
+    require_verified_email: bool = False
     # Mail (the fields of MailSettings): without an SMTP host, one file per message here.
     mailbox_dir: Path | None = None
     # Where the reset mail points; `{token}` is replaced. Without it the mail holds the token.

@@ -94,6 +94,11 @@ async def auth_client(space: Scratch, rounds: int) -> AsyncIterator[httpx.AsyncC
             database_url=space.database_url,
             bcrypt_rounds=rounds,
             data_dir=Path(data_dir),
+            # Every registration comes from one in-process client: no limit of its address.
+            redis_url=space.redis_url,
+            redis_key_prefix=f"userbus.bench.{space.run_id}",
+            registration_limit_per_address=10**9,
+            mail_limit_per_address=10**9,
         )
         app = create_app(settings)
         transport = httpx.ASGITransport(app=app)

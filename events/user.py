@@ -30,6 +30,9 @@ class UserRegistered(Event):
     registered_at: datetime
     display_name: str | None = None
     status: Status = "active"
+    # Whether the address was proven by a mailed token (UserEmailVerified); a new account's
+    # never is. Older events lack the field: their accounts were not verified either.
+    email_verified: bool = False
 
 
 class PasswordChanged(Event):
@@ -53,7 +56,8 @@ class UserUpdated(Event):
     """Profile fields changed; `data` holds only the fields that changed.
 
     A field absent from `data` did not change; `display_name` present as null was cleared.
-    Use `event.model_fields_set` to tell which fields are present.
+    Use `event.model_fields_set` to tell which fields are present. A new `email` comes with
+    `email_verified: false` (the new address is not proven yet); older events lack it.
     """
 
     sparse = True
@@ -61,6 +65,7 @@ class UserUpdated(Event):
     updated_at: datetime
     email: Email | None = None
     display_name: str | None = None
+    email_verified: bool | None = None
 
 
 class UserRoleChanged(Event):
@@ -99,3 +104,10 @@ class MfaDisabled(Event):
     method: str = "totp"
     disabled_at: datetime
     reason: str = "user"
+
+
+class UserEmailVerified(Event):
+    """The user proved they receive mail at `email` (the token itself is never in the event)."""
+
+    email: Email
+    verified_at: datetime

@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -30,6 +31,8 @@ users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("email_verified", Boolean, nullable=False),
+    Column("email_verified_at", DateTime(timezone=True)),
 )
 
 # The outbox is also the auth service's event log; producers.outbox owns its shape. An insert
@@ -67,6 +70,18 @@ password_resets = Table(
     metadata,
     Column("token_hash", LargeBinary, primary_key=True),
     Column("user_id", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+)
+
+# Single-use email verification tokens, with the address each was mailed to (migration 0007).
+email_verifications = Table(
+    "email_verifications",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("email", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),

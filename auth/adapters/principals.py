@@ -45,7 +45,8 @@ class PrincipalStore(Protocol):
 # liveness by primary key. A pair whose user does not exist has no row.
 STANDING_SQL = f"""
 SELECT q.position, u.id, u.username, u.email, u.password_hash, u.role, u.status,
-       u.display_name, u.created_at, u.updated_at, u.version,
+       u.display_name, u.created_at, u.updated_at, u.version, u.email_verified,
+       u.email_verified_at,
        EXISTS (
            SELECT 1 FROM {SCHEMA}.sessions s
            WHERE s.id = q.session_id AND s.user_id = u.id
@@ -191,5 +192,7 @@ def _standing(row: asyncpg.Record) -> Standing:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        email_verified=row["email_verified"],
+        email_verified_at=row["email_verified_at"],
     )
     return Standing(user=user, session_live=row["session_live"])

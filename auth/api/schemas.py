@@ -93,6 +93,7 @@ class UserOut(BaseModel):
     display_name: str | None
     role: Role
     status: Status
+    email_verified: bool = Field(description="the address was proven by a mailed token")
     created_at: datetime
     updated_at: datetime
 
@@ -106,6 +107,7 @@ class UserOut(BaseModel):
             display_name=user.display_name,
             role=user.role,
             status=user.status,
+            email_verified=user.email_verified,
             created_at=user.created_at,
             updated_at=user.updated_at,
         )
@@ -180,6 +182,19 @@ class PasswordResetRequest(_Request):
     """Where to send a reset token."""
 
     email: EmailStr
+
+
+class VerificationRequest(_Request):
+    """Where to send a verification mail: the caller's own address with a bearer token
+    (then `email` may be left out), else the address of the account."""
+
+    email: EmailStr | None = None
+
+
+class VerificationConfirm(_Request):
+    """A verification token from the mail."""
+
+    token: OpaqueToken
 
 
 class PasswordResetConfirm(_Request):

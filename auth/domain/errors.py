@@ -212,3 +212,36 @@ class InvalidServiceNameError(InvalidFieldError):
     def __init__(self, name: str) -> None:
         super().__init__("a service name is 1-64 characters of letters, digits, _ . -", "name")
         self.name = name
+
+
+class EmailNotVerifiedError(AuthError):
+    """Right password, but the account's email is not verified and the deployment requires it.
+
+    Only said after the password matched, so it tells nothing to someone guessing.
+    """
+
+    code = "email_not_verified"
+
+    def __init__(self, username: str) -> None:
+        super().__init__("verify your email address first; POST /auth/verify-email/request")
+        self.username = username
+
+
+class InvalidVerificationTokenError(AuthError):
+    """The email verification token is unknown, used, expired, or for an older address."""
+
+    code = "invalid_verification_token"
+
+    def __init__(self) -> None:
+        super().__init__("the verification token is invalid, used or expired")
+
+
+class MailLimitReachedError(TooManyAttemptsError):
+    """Too many mails or registrations for this address or email; wait `retry_after` s."""
+
+    code = "too_many_requests"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.message = f"too many requests; try again in {retry_after} seconds"
+        self.args = (self.message,)

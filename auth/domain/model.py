@@ -14,6 +14,7 @@ from events import (
     PasswordChanged,
     PasswordResetRequested,
     UserDeleted,
+    UserEmailVerified,
     UserRegistered,
     UserRoleChanged,
     UserStatusChanged,
@@ -68,6 +69,9 @@ class User:
     updated_at: datetime
     version: int
     display_name: str | None = None
+    # Proven by a mailed token (verify_email); a new email address is unproven again.
+    email_verified: bool = False
+    email_verified_at: datetime | None = None
     # (sequence, event) pairs recorded since load; the unit of work writes them to the outbox
     # in the same transaction as the state change.
     events: list[tuple[int, Event]] = field(default_factory=list, repr=False, compare=False)
@@ -123,13 +127,34 @@ class User:
         self._record(PasswordChanged(user_id=self.id, changed_at=now, reason=reason), now)
 
     def update_profile(self, changes: dict[ProfileField, str | None], *, now: datetime) -> None:
-        """Apply the fields that differ; records UserUpdated with just those, or nothing."""
+        """Apply the fields that differ; records UserUpdated with just those, or nothing.
+
+        A new email is unverified: the event says `email_verified: false` with it.
+        """
         changed = {name: value for name, value in changes.items() if getattr(self, name) != value}
         if not changed:
             return
         for name, value in changed.items():
             setattr(self, name, value)
-        self._record(UserUpdated(user_id=self.id, updated_at=now, **changed), now)
+        if "email" not in changed:
+            self._record(UserUpdated(user_id=self.id, updated_at=now, **changed), now)
+            return
+        self.email_verified, self.email_verified_at = False, None
+        self._record(
+            UserUpdated(user_id=self.id, updated_at=now, email_verified=False, **changed), now
+        )
+
+    def verify_email(self, email: str, *, now: datetime) -> bool:
+        """Mark `email` proven if it is still the user's; whether it is (UserEmailVerified).
+
+        Verifying an address already verified records nothing more.
+        """
+        if email.casefold() != self.email.casefold():
+            return False
+        if not self.email_verified:
+            self.email_verified, self.email_verified_at = True, now
+            self._record(UserEmailVerified(user_id=self.id, email=self.email, verified_at=now), now)
+        return True
 
     def change_role(self, role: Role, *, now: datetime) -> None:
         """Give the user another role (no event when it is the same)."""

@@ -1,4 +1,5 @@
-"""Deleting what no longer serves: ended sessions, expired refresh tokens, spent reset tokens.
+"""Deleting what no longer serves: ended sessions, expired refresh tokens, spent reset and
+verification tokens.
 
 Each kind goes in batches, one DELETE statement (and transaction) per batch, that picks its
 rows with `FOR UPDATE SKIP LOCKED`: a login or refresh in flight is never waited for (its
@@ -12,7 +13,8 @@ What stays, and why:
   presenting it again ends the session (theft detection), which needs the row. It goes once
   expired (plus `prune_refresh_tokens_after_seconds`); presenting it after that is refused
   as an unknown token, and no longer ends the session.
-- A reset token goes `prune_reset_tokens_after_seconds` after it was used or expired.
+- A reset token goes `prune_reset_tokens_after_seconds` after it was used or expired, an
+  email verification token `prune_verification_tokens_after_seconds` after.
 """
 
 from dataclasses import dataclass
@@ -59,6 +61,19 @@ _SPENT_RESET_TOKENS = f"""
     SELECT count(*), 0 FROM gone
 """
 
+_SPENT_VERIFICATION_TOKENS = f"""
+    WITH doomed AS (
+        SELECT token_hash FROM auth.email_verifications
+        WHERE used_at < {_CUTOFF} OR expires_at < {_CUTOFF}
+        LIMIT $2 FOR UPDATE SKIP LOCKED
+    ),
+    gone AS (
+        DELETE FROM auth.email_verifications t USING doomed d
+        WHERE t.token_hash = d.token_hash RETURNING 1
+    )
+    SELECT count(*), 0 FROM gone
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
@@ -67,6 +82,7 @@ class Pruned:
     sessions: int = 0
     refresh_tokens: int = 0
     reset_tokens: int = 0
+    verification_tokens: int = 0
 
 
 async def prune_expired(pool: asyncpg.Pool, settings: PruneSettings) -> Pruned:
@@ -81,7 +97,10 @@ async def prune_expired(pool: asyncpg.Pool, settings: PruneSettings) -> Pruned:
     reset_tokens, _ = await _in_batches(
         pool, _SPENT_RESET_TOKENS, settings.prune_reset_tokens_after_seconds, batch
     )
-    return Pruned(sessions, session_tokens + expired_tokens, reset_tokens)
+    verification_tokens, _ = await _in_batches(
+        pool, _SPENT_VERIFICATION_TOKENS, settings.prune_verification_tokens_after_seconds, batch
+    )
+    return Pruned(sessions, session_tokens + expired_tokens, reset_tokens, verification_tokens)
 
 
 async def _in_batches(

@@ -29,7 +29,7 @@ class PruneReport:
         pruned, erased, broker = self.pruned, self.erased, self.erased.broker
         lines = [
             f"pruned {pruned.sessions} ended sessions, {pruned.refresh_tokens} refresh tokens, "
-            f"{pruned.reset_tokens} reset tokens",
+            f"{pruned.reset_tokens} reset tokens, {pruned.verification_tokens} verification tokens",
             f"erased {erased.users} deleted users from the log ({erased.events} events redacted)",
         ]
         if not broker.rewritable:

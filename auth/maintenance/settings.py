@@ -34,6 +34,8 @@ class PruneSettings(KafkaSecuritySettings, DatabaseSettings):
     prune_refresh_tokens_after_seconds: float = Field(default=DAY, ge=0)
     # Used or expired password reset tokens.
     prune_reset_tokens_after_seconds: float = Field(default=DAY, ge=0)
+    # Used or expired email verification tokens.
+    prune_verification_tokens_after_seconds: float = Field(default=DAY, ge=0)
     # Rows per DELETE statement (each its own transaction: no long locks).
     prune_batch_size: int = Field(default=1000, ge=1, le=100_000)
     # Deleted users redacted per transaction.

@@ -75,6 +75,8 @@ class TokenService:
             "sub": str(user.id),
             "username": user.username,
             "role": user.role,
+            # As at issue: a token from before a verification says false until refreshed.
+            "email_verified": user.email_verified,
             "iat": issued_at,
             "exp": issued_at + self._ttl,
             "jti": str(uuid.uuid4()),

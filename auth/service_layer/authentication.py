@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from auth.domain.errors import (
+    EmailNotVerifiedError,
     InvalidCredentialsError,
     InvalidRefreshTokenError,
     RefreshTokenReusedError,
@@ -91,6 +92,19 @@ async def check_credentials(
     return user
 
 
+async def check_login(ctx: AuthContext, *, login: str, password: str, address: str | None) -> User:
+    """`check_credentials`, and, where the deployment requires it, a verified email.
+
+    The refusal (EmailNotVerifiedError) comes only after the password matched: a guesser
+    still gets InvalidCredentialsError, and learns nothing of the account.
+    """
+    user = await check_credentials(ctx, login=login, password=password, address=address)
+    if ctx.require_verified_email and not user.email_verified:
+        ctx.audit.record("login_refused", login=login, address=address, reason="email_not_verified")
+        raise EmailNotVerifiedError(user.username)
+    return user
+
+
 async def log_in(
     ctx: AuthContext,
     *,
@@ -103,7 +117,7 @@ async def log_in(
 
     A user with a second factor gets an MfaChallenge instead, for POST /auth/mfa/verify.
     """
-    user = await check_credentials(ctx, login=login, password=password, address=address)
+    user = await check_login(ctx, login=login, password=password, address=address)
     challenge = await second_factor_challenge(ctx, user, address=address)
     if challenge is not None:
         return challenge
@@ -115,7 +129,7 @@ async def check_basic(ctx: AuthContext, *, login: str, password: str, address: s
 
     A user with MFA is refused with MfaRequiredError (told only with the right password).
     """
-    user = await check_credentials(ctx, login=login, password=password, address=address)
+    user = await check_login(ctx, login=login, password=password, address=address)
     if await has_second_factor(ctx, user):
         ctx.audit.record("login_failed", login=login, address=address, reason="mfa_basic")
         raise MfaRequiredError("this account has a second factor: log in with POST /auth/login")

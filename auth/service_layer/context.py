@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from auth.adapters.principals import PrincipalStore
-from auth.adapters.rate_limit import LoginRateLimiter
+from auth.adapters.rate_limit import LoginRateLimiter, MailRateLimiter
 from auth.domain.model import Principal, User
 from auth.domain.passwords import PasswordHasher
 from auth.security.audit import AuditLog
@@ -42,10 +42,11 @@ class AccessTokens(Protocol):
 
 @dataclass(frozen=True)
 class Lifetimes:
-    """How long sessions and reset tokens live."""
+    """How long sessions, reset and verification tokens live."""
 
     refresh_token: timedelta = timedelta(days=30)
     password_reset: timedelta = timedelta(minutes=30)
+    email_verification: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class AuthContext:
     require_profile: bool = False
     # The TOTP second factor (auth/bootstrap.py wires it; contexts without it have no MFA).
     mfa: MfaKit | None = None
+    # Mails sent on request and registrations; None (tests of other things): unlimited.
+    mail_limiter: MailRateLimiter | None = None
+    email_verification_url: str | None = None
+    require_verified_email: bool = False
 
 
 def now() -> datetime:

@@ -11,6 +11,10 @@ from auth.adapters.orm import outbox
 from auth.adapters.repository import SqlAlchemyUserRepository, UserRepository
 from auth.adapters.reset_tokens import ResetTokenRepository, SqlAlchemyResetTokenRepository
 from auth.adapters.sessions import SessionRepository, SqlAlchemySessionRepository
+from auth.adapters.verification_tokens import (
+    SqlAlchemyVerificationTokenRepository,
+    VerificationTokenRepository,
+)
 from events import to_envelope
 from producers.outbox import outbox_row
 
@@ -31,6 +35,11 @@ class UnitOfWork(Protocol):
     @property
     def password_resets(self) -> ResetTokenRepository:
         """The password reset tokens of this transaction."""
+        ...
+
+    @property
+    def email_verifications(self) -> VerificationTokenRepository:
+        """The email verification tokens of this transaction."""
         ...
 
     async def __aenter__(self) -> Self: ...
@@ -66,6 +75,7 @@ class SqlAlchemyUnitOfWork:
         self._users: SqlAlchemyUserRepository | None = None
         self._sessions: SqlAlchemySessionRepository | None = None
         self._password_resets: SqlAlchemyResetTokenRepository | None = None
+        self._email_verifications: SqlAlchemyVerificationTokenRepository | None = None
 
     @property
     def users(self) -> SqlAlchemyUserRepository:
@@ -91,11 +101,18 @@ class SqlAlchemyUnitOfWork:
         assert self._conn is not None, "use the unit of work inside `async with`"
         return SqlAlchemyMfaRepository(self._conn)
 
+    @property
+    def email_verifications(self) -> SqlAlchemyVerificationTokenRepository:
+        """The email verification tokens of this transaction (only inside `async with`)."""
+        assert self._email_verifications is not None, "use the unit of work inside `async with`"
+        return self._email_verifications
+
     async def __aenter__(self) -> Self:
         self._conn = await self._begin()
         self._users = SqlAlchemyUserRepository(self._conn)
         self._sessions = SqlAlchemySessionRepository(self._conn)
         self._password_resets = SqlAlchemyResetTokenRepository(self._conn)
+        self._email_verifications = SqlAlchemyVerificationTokenRepository(self._conn)
         return self
 
     async def __aexit__(
@@ -108,6 +125,7 @@ class SqlAlchemyUnitOfWork:
         await self._end(self._conn)
         self._conn = None
         self._users = self._sessions = self._password_resets = None
+        self._email_verifications = None
 
     async def commit(self) -> None:
         """Save changed users, append their events to the outbox, then commit both."""

@@ -4,7 +4,7 @@
 forms our producers write, and raises NotBulkableError for anything else: data the model
 would refuse, and data it would accept only by converting it (a time without an offset, a
 number for a string). The checks come from the model's own fields, for the annotations
-the contract uses (str, datetime, UUID, Literal, optional, a string with a pattern); a
+the contract uses (str, bool, datetime, UUID, Literal, optional, a string with a pattern); a
 model with any other annotation is left to pydantic (`model_validate`).
 """
 
@@ -102,6 +102,9 @@ def _check_for(annotation: Any, metadata: list[Any]) -> Check | None:
         return None
     if annotation is datetime:
         return _is_timestamp
+    if annotation is bool:
+        # Only JSON's true and false: pydantic would also convert "yes" or 1.
+        return lambda v: type(v) is bool
     if annotation is UUID:
         return lambda v: type(v) is str and _CANONICAL.fullmatch(v) is not None
     return None

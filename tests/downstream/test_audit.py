@@ -34,6 +34,7 @@ from events import (
     ProfileCreated,
     ProfileRejected,
     UserDeleted,
+    UserEmailVerified,
     UserRegistered,
     UserRoleChanged,
     UserStatusChanged,
@@ -66,6 +67,9 @@ SAMPLES: dict[str, Callable[[UUID], Event]] = {
     ),
     "PasswordResetRequested": lambda u: PasswordResetRequested(user_id=u, requested_at=NOW),
     "PasswordChanged": lambda u: PasswordChanged(user_id=u, changed_at=NOW, reason="reset"),
+    "UserEmailVerified": lambda u: UserEmailVerified(
+        user_id=u, email="audited@example.com", verified_at=NOW
+    ),
     "UserDeleted": lambda u: UserDeleted(user_id=u, username="audited", deleted_at=NOW),
     # The profile service's answers (their own stream; an audit log may follow it too).
     "ProfileCreated": lambda u: ProfileCreated(user_id=u, created_at=NOW),

@@ -43,7 +43,8 @@ async def test_registration_returns_the_user_without_secrets(
     username = unique_username()
     body = await register(client, username)
     assert set(body) == {
-        "id", "username", "email", "display_name", "role", "status", "created_at", "updated_at"
+        "id", "username", "email", "display_name", "role", "status", "email_verified",
+        "created_at", "updated_at",
     }  # fmt: skip
     assert body["username"] == username
     assert body["role"] == "user"

@@ -227,6 +227,8 @@ PUBLIC = {
     ("POST", "/auth/logout"), ("POST", "/auth/password"), ("POST", "/auth/password-reset"),
     ("POST", "/auth/password-reset/confirm"), ("GET", "/.well-known/jwks.json"),
     ("GET", "/healthz"), ("POST", "/auth/mfa/verify"),
+    ("GET", "/healthz"), ("POST", "/auth/verify-email/request"),
+    ("POST", "/auth/verify-email/confirm"),
 }  # fmt: skip
 OWN_ACCOUNT = {
     ("GET", "/users/me"), ("POST", "/auth/logout-all"), ("GET", "/users/{username}"),

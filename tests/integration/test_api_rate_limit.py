@@ -109,10 +109,12 @@ async def test_guessing_the_old_password_counts_against_the_limit(
 
 
 async def test_without_redis_logins_fail_closed_with_503(auth_settings: AuthSettings) -> None:
+    username = unique_username()
+    async with api_client(auth_settings) as client:
+        # Registered while Redis is there: without it, registration fails closed too.
+        await register(client, username)
     no_redis = auth_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     async with api_client(no_redis) as client:
-        username = unique_username()
-        await register(client, username)
         response = await attempt(client, username, PASSWORD)
         assert response.status_code == 503
         assert response.json()["detail"]["code"] == "rate_limiter_unavailable"

@@ -53,12 +53,13 @@ _CONFIG = schemathesis.Config.from_dict(
                 # said in JSON Schema: schema-valid bodies may get their 422.
                 "include-path-regex": (
                     "^/users(/\\{username\\})?$|^/auth/password(-reset(/confirm)?)?$"
+                    "|^/auth/verify-email/request$"
                 ),
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
             },
             {
                 # Documented as a JSON body, answered with an empty one (202, no content type).
-                "include-path": "/auth/password-reset",
+                "include-path-regex": "^/auth/password-reset$|^/auth/verify-email/request$",
                 "checks": {
                     "content_type_conformance": {"enabled": False},
                     "response_schema_conformance": {"enabled": False},
@@ -192,8 +193,15 @@ def fuzz_settings(
     # answers show: with the limiter on, every login path would soon answer 429 before reaching
     # bcrypt and go untested, and our callers would be locked out (tests/integration/
     # test_rate_limit.py covers the limiter).
+    # The same for the mail limits: registrations and mail requests all come from one address.
     return settings.model_copy(
-        update={"login_limit_per_address": 1_000_000, "login_limit_per_username": 1_000_000}
+        update={
+            "login_limit_per_address": 1_000_000,
+            "login_limit_per_username": 1_000_000,
+            "registration_limit_per_address": 1_000_000,
+            "mail_limit_per_address": 1_000_000,
+            "mail_limit_per_email": 1_000_000,
+        }
     )
 
 
@@ -275,6 +283,9 @@ NUL_REQUESTS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
         False,
     ),
     "profile-change": ("PUT", "/users/{admin}", {"json": {"display_name": "a\x00"}}, True),
+    "verification-confirm": (
+        "POST", "/auth/verify-email/confirm", {"json": {"token": "a\x00"}}, False,
+    ),
     "admin-lookup": ("GET", "/users/a%00", {}, True),
 }  # fmt: skip
 

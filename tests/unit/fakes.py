@@ -13,8 +13,10 @@ from uuid import UUID
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from auth.adapters.principals import Standing
+from auth.adapters.rate_limit import MailRateLimiter
 from auth.adapters.secrets import digest, new_secret
 from auth.adapters.sessions import RefreshGrant
+from auth.adapters.verification_tokens import VerificationGrant
 from auth.domain.errors import ConcurrentUpdateError, EmailTakenError, UsernameTakenError
 from auth.domain.model import User
 from auth.domain.password_policy import MAX_PASSWORD_BYTES
@@ -222,6 +224,18 @@ class FakeResetToken:
     used_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class FakeVerificationToken:
+    """A row of the email_verifications table: the token's digest and the address it was for."""
+
+    token_hash: bytes
+    user_id: UUID
+    email: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
 @dataclass
 class FakeAuthTables:
     """The committed sessions, refresh tokens and reset tokens shared by units of work."""
@@ -229,6 +243,7 @@ class FakeAuthTables:
     sessions: dict[UUID, FakeSession] = field(default_factory=dict)
     refresh_tokens: dict[bytes, FakeRefreshToken] = field(default_factory=dict)
     password_resets: dict[bytes, FakeResetToken] = field(default_factory=dict)
+    email_verifications: dict[bytes, FakeVerificationToken] = field(default_factory=dict)
 
     def drop_user(self, user_id: UUID) -> None:
         """What ON DELETE CASCADE does when the user's row goes."""
@@ -239,6 +254,9 @@ class FakeAuthTables:
         }
         self.password_resets = {
             h: t for h, t in self.password_resets.items() if t.user_id != user_id
+        }
+        self.email_verifications = {
+            h: t for h, t in self.email_verifications.items() if t.user_id != user_id
         }
 
     def age(self, delta: timedelta) -> None:
@@ -251,6 +269,10 @@ class FakeAuthTables:
         }
         self.password_resets = {
             h: replace(t, expires_at=t.expires_at - delta) for h, t in self.password_resets.items()
+        }
+        self.email_verifications = {
+            h: replace(t, expires_at=t.expires_at - delta)
+            for h, t in self.email_verifications.items()
         }
 
     def refresh_token(self, token: str) -> FakeRefreshToken | None:
@@ -403,6 +425,43 @@ class FakeResetTokenRepository:
         self._rows.clear()
 
 
+class FakeVerificationTokenRepository:
+    """VerificationTokenRepository over FakeAuthTables; writes are staged until commit."""
+
+    def __init__(self, tables: FakeAuthTables) -> None:
+        self._tables = tables
+        self._rows: dict[bytes, FakeVerificationToken] = {}
+
+    async def create(self, user_id: UUID, email: str, *, now: datetime, ttl: timedelta) -> str:
+        """A new token for the user's `email`; earlier unused ones stop working."""
+        await self.spend_all(user_id, now=now)
+        token, token_hash = new_secret()
+        self._rows[token_hash] = FakeVerificationToken(
+            token_hash=token_hash, user_id=user_id, email=email, created_at=now,
+            expires_at=now + ttl,
+        )  # fmt: skip
+        return token
+
+    async def find(self, token: str, *, now: datetime) -> VerificationGrant | None:
+        """The grant of an unused, unexpired token."""
+        key = digest(token)
+        row = self._rows.get(key) or self._tables.email_verifications.get(key)
+        if row is None or row.used_at is not None or row.expires_at <= now:
+            return None
+        return VerificationGrant(user_id=row.user_id, email=row.email)
+
+    async def spend_all(self, user_id: UUID, *, now: datetime) -> None:
+        """Mark every unused token of the user used."""
+        for row in {**self._tables.email_verifications, **self._rows}.values():
+            if row.user_id == user_id and row.used_at is None:
+                self._rows[row.token_hash] = replace(row, used_at=now)
+
+    def apply(self) -> None:
+        """Write the staged rows to the shared table (the transaction's commit)."""
+        self._tables.email_verifications.update(self._rows)
+        self._rows.clear()
+
+
 class FakeUnitOfWork:
     """UnitOfWork in memory: commit saves the seen users and appends their events to `outbox`.
 
@@ -424,6 +483,7 @@ class FakeUnitOfWork:
         self._users: FakeUserRepository | None = None
         self._sessions: FakeSessionRepository | None = None
         self._password_resets: FakeResetTokenRepository | None = None
+        self._email_verifications: FakeVerificationTokenRepository | None = None
 
     @property
     def users(self) -> FakeUserRepository:
@@ -443,10 +503,17 @@ class FakeUnitOfWork:
         assert self._password_resets is not None, "use the unit of work inside `async with`"
         return self._password_resets
 
+    @property
+    def email_verifications(self) -> FakeVerificationTokenRepository:
+        """The email verification tokens of this unit of work (only inside `async with`)."""
+        assert self._email_verifications is not None, "use the unit of work inside `async with`"
+        return self._email_verifications
+
     async def __aenter__(self) -> Self:
         self._users = FakeUserRepository(self.rows)
         self._sessions = FakeSessionRepository(self.tables)
         self._password_resets = FakeResetTokenRepository(self.tables)
+        self._email_verifications = FakeVerificationTokenRepository(self.tables)
         return self
 
     async def __aexit__(
@@ -456,6 +523,7 @@ class FakeUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         self._users = self._sessions = self._password_resets = None
+        self._email_verifications = None
 
     async def commit(self) -> None:
         """Save changed users, sessions and tokens, and append the events, all or nothing."""
@@ -472,6 +540,7 @@ class FakeUnitOfWork:
         users.apply()
         self.sessions.apply()
         self.password_resets.apply()
+        self.email_verifications.apply()
         for user in users.seen:
             if user.deleted:
                 self.tables.drop_user(user.id)
@@ -639,6 +708,8 @@ def make_context(
     lifetimes: Lifetimes | None = None,
     password_reset_url: str | None = None,
     require_profile: bool = False,
+    mail_limiter: MailRateLimiter | None = None,
+    require_verified_email: bool = False,
 ) -> AuthContext:
     """An AuthContext of fakes, a real TokenService and a real AuditLog; pass what you inspect."""
     factory = uow_factory or FakeUnitOfWorkFactory()
@@ -653,4 +724,6 @@ def make_context(
         lifetimes=lifetimes or Lifetimes(),
         password_reset_url=password_reset_url,
         require_profile=require_profile,
+        mail_limiter=mail_limiter,
+        require_verified_email=require_verified_email,
     )

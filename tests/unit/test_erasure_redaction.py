@@ -12,6 +12,7 @@ from events import (
     Envelope,
     PasswordChanged,
     UserDeleted,
+    UserEmailVerified,
     UserRegistered,
     UserUpdated,
     event_from_envelope,
@@ -49,7 +50,10 @@ def history() -> list[dict[str, Any]]:
         envelope_json(UserUpdated(user_id=USER, updated_at=NOW, display_name="Alice B."), 2),
         envelope_json(UserUpdated(user_id=USER, updated_at=NOW, email="a@example.org"), 3),
         envelope_json(PasswordChanged(user_id=USER, changed_at=NOW, reason="change"), 4),
-        envelope_json(UserDeleted(user_id=USER, username="alice", deleted_at=NOW), 5),
+        envelope_json(
+            UserEmailVerified(user_id=USER, email="a@example.org", verified_at=NOW), 5
+        ),
+        envelope_json(UserDeleted(user_id=USER, username="alice", deleted_at=NOW), 6),
     ]  # fmt: skip
 
 
@@ -73,12 +77,14 @@ def test_no_pii_is_left_and_everything_else_is_kept() -> None:
         "registered_at": None,
         "display_name": None,
         "status": "active",
+        "email_verified": False,
     }
     assert redacted[1]["data"]["display_name"] is None
     assert redacted[2]["data"]["email"] == erased_email(USER)
     assert redacted[3] == original[3]  # a password change names nobody
-    assert redacted[4]["data"]["username"] == erased_username(USER)
-    assert redacted[4]["data"]["reason"] == "requested"
+    assert redacted[5]["data"]["username"] == erased_username(USER)
+    assert redacted[4]["data"]["email"] == erased_email(USER)
+    assert redacted[5]["data"]["reason"] == "requested"
 
 
 def test_redacting_twice_changes_nothing() -> None:

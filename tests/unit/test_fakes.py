@@ -10,6 +10,7 @@ from uuid import uuid4
 from auth.adapters.rate_limit import LoginRateLimiter
 from auth.adapters.reset_tokens import ResetTokenRepository
 from auth.adapters.sessions import SessionRepository
+from auth.adapters.verification_tokens import VerificationTokenRepository
 from auth.domain.passwords import PasswordHasher
 from auth.service_layer.context import AuthContext, UnitOfWorkFactory
 from auth.service_layer.unit_of_work import UnitOfWork
@@ -24,6 +25,7 @@ from tests.unit.fakes import (
     FakeSessionRepository,
     FakeUnitOfWork,
     FakeUnitOfWorkFactory,
+    FakeVerificationTokenRepository,
     make_context,
 )
 from tests.unit.helpers import NOW
@@ -39,11 +41,13 @@ def test_the_fakes_fit_the_ports() -> None:
     uow: UnitOfWork = FakeUnitOfWork()
     sessions: SessionRepository = FakeSessionRepository(tables)
     resets: ResetTokenRepository = FakeResetTokenRepository(tables)
+    verifications: VerificationTokenRepository = FakeVerificationTokenRepository(tables)
     limiter: LoginRateLimiter = FakeLoginRateLimiter()
     mailer: Mailer = FakeMailer()
 
     assert all(
-        part is not None for part in (hasher, uow_factory, uow, sessions, resets, limiter, mailer)
+        part is not None
+        for part in (hasher, uow_factory, uow, sessions, resets, verifications, limiter, mailer)
     )
 
 

@@ -166,7 +166,10 @@ def test_a_profile_update_can_change_several_fields_in_one_event() -> None:
     assert user.email == "a2@example.com"
     (_, event) = user.events[-1]
     assert isinstance(event, UserUpdated)
-    assert event.model_fields_set == {"user_id", "updated_at", "email", "display_name"}
+    assert event.model_fields_set == {
+        "user_id", "updated_at", "email", "display_name", "email_verified"
+    }  # fmt: skip
+    assert event.email_verified is False  # the new address is not proven yet
 
 
 def test_clearing_the_display_name_records_it_as_null() -> None:

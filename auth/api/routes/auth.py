@@ -114,7 +114,10 @@ async def token(
     response_model=UserOut,
     responses={
         401: {"description": "bad credentials"},
-        403: {"description": "`mfa_required`: the account has a second factor"},
+        403: {
+            "description": "right password, but the account cannot log in this way:"
+            " `mfa_required` (it has a second factor) or `email_not_verified`"
+        },
     },
 )
 async def basic(

@@ -13,6 +13,7 @@ from auth.service_layer.passwords import (
     confirm_password_reset,
     request_password_reset,
 )
+from auth.service_layer.verification import limit_mail
 
 router = APIRouter(prefix="/auth", tags=["passwords"])
 logger = logging.getLogger(__name__)
@@ -42,11 +43,21 @@ async def change(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_class=Response)
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses={429: {"description": "too many mails for this address or from this client"}},
+)
 async def request_reset(
-    body: PasswordResetRequest, services: ServicesDep, background: BackgroundTasks
+    body: PasswordResetRequest,
+    services: ServicesDep,
+    address: ClientAddress,
+    background: BackgroundTasks,
 ) -> Response:
     """Mail a reset token if an account has this email; always 202, in the same time."""
+    # Counted before anything is looked up: known and unknown addresses count alike.
+    await limit_mail(services.auth, email=str(body.email), address=address)
     # The work runs after the answer is sent, so neither the answer nor its timing depends
     # on whether the address is registered.
     background.add_task(_send_reset, services.auth, str(body.email))

@@ -1,8 +1,8 @@
 """/users: registration, reading, listing, changing and deleting accounts."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from auth.api.deps import (
     ClientAddress,
@@ -13,6 +13,7 @@ from auth.api.deps import (
     UserAgent,
 )
 from auth.api.mfa_schemas import MfaChallengeOut, login_out
+from auth.api.routes.verification import mail_verification
 from auth.api.schemas import (
     LoginRequest,
     TokenOut,
@@ -26,17 +27,32 @@ from auth.domain.model import ProfileField
 from auth.service_layer import users as use_cases
 from auth.service_layer.authentication import log_in
 from auth.service_layer.registrations import register_user
+from auth.service_layer.verification import limit_mail
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrincipal) -> UserOut:
-    """Register a new account; with an admin's token, `role` may be `admin`.
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "too many registrations or mails; see Retry-After"}
+}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut, responses=_LIMITED)
+async def register(
+    body: UserCreate,
+    services: ServicesDep,
+    actor: OptionalPrincipal,
+    address: ClientAddress,
+    background: BackgroundTasks,
+) -> UserOut:
+    """Register a new account, and mail it a verification token; with an admin's token,
+    `role` may be `admin`.
 
     With the registration saga on (USERBUS_REQUIRE_PROFILE), the account is `pending` until
     the profile service has made its profile: it cannot log in until then.
     """
+    # Counted first: a taken address costs the same as a free one.
+    await limit_mail(services.auth, email=str(body.email), address=address, registration=True)
     user = await register_user(
         services.auth,
         username=body.username,
@@ -46,6 +62,7 @@ async def register(body: UserCreate, services: ServicesDep, actor: OptionalPrinc
         role=body.role,
         actor=actor,
     )
+    background.add_task(mail_verification, services.auth, user.id)
     return UserOut.of(user)
 
 
@@ -87,17 +104,23 @@ async def get_user(
     return UserOut.of(await use_cases.get_user(services.auth, actor=principal, username=username))
 
 
-@router.put("/{username}", response_model=UserOut)
+@router.put("/{username}", response_model=UserOut, responses=_LIMITED)
 async def update_user(
     username: UsernameParam,
     body: UserUpdate,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    address: ClientAddress,
+    background: BackgroundTasks,
 ) -> UserOut:
-    """Change email and display name (yours, or any as an admin); role and status as an admin."""
+    """Change email and display name (yours, or any as an admin); role and status as an admin.
+
+    An email that is not verified yet (a new one) is mailed a verification token.
+    """
     profile: dict[ProfileField, str | None] = {}
     if "email" in body.model_fields_set and body.email is not None:
-        profile["email"] = str(body.email)
+        profile["email"] = new_email = str(body.email)
+        await limit_mail(services.auth, email=new_email, address=address)
     if "display_name" in body.model_fields_set:
         profile["display_name"] = body.display_name
     user = await use_cases.update_user(
@@ -108,6 +131,8 @@ async def update_user(
         role=body.role,
         status=body.status,
     )
+    if "email" in profile and not user.email_verified:
+        background.add_task(mail_verification, services.auth, user.id)
     return UserOut.of(user)
 
 
