@@ -18,6 +18,7 @@ from consumers.settings import ConsumerSettings
 from consumers.settler import BatchSettler
 from infra.dead_letters import DeadLetter, DeadLetterQueue
 from infra.event_log import EventLog
+from infra.observability.logs import envelope_fields
 from infra.publishing import TopicLayout, retention_ms
 from infra.reading import GroupReader, ReaderOptions
 
@@ -180,6 +181,7 @@ class ProjectionConsumer:
         while True:
             try:
                 batch = await self.reader.fetch()
+                self.settler.heartbeat.beat()  # an idle fetch returns too: the loop turns
             except Exception as exc:
                 # The broker is away or restarting: keep trying; nothing read is lost,
                 # because nothing is acknowledged before it is applied.
@@ -216,6 +218,10 @@ class ProjectionConsumer:
     async def _settle_and_acknowledge(self, delivery: Delivery) -> None:
         await self._persist("apply", lambda: self.settler.settle(delivery.decoded, delivery.bad))
         await self._persist("acknowledge", lambda: self.reader.acknowledge(delivery.receipt))
+        if logger.isEnabledFor(logging.DEBUG):  # one record per event: only when asked
+            for item in delivery.decoded:
+                fields = envelope_fields(item.envelope)
+                logger.debug("%s: settled %s", self.group, item.envelope.type, extra=fields)
 
     async def _persist(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` until it succeeds: a batch is never skipped, so later ones wait."""
@@ -228,6 +234,8 @@ class ProjectionConsumer:
                 if self._stopping.is_set():
                     raise
                 logger.warning("%s: could not %s a batch (%r); retrying", self.group, what, exc)
+                self.settler.retries += 1
+                self.settler.heartbeat.beat()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
