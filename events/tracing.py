@@ -20,7 +20,7 @@ def valid_traceparent(value: object) -> str | None:
     """`value` if it is a well-formed traceparent (lower-cased), else None."""
     if not isinstance(value, str):
         return None
-    match = _TRACEPARENT.fullmatch(value.strip().lower())
+    match = _TRACEPARENT.fullmatch(value.strip(" \t").lower())
     if match is None:
         return None
     version, trace_id, parent_id, _, rest = match.groups()
@@ -34,6 +34,6 @@ def valid_traceparent(value: object) -> str | None:
 
 def valid_tracestate(value: object) -> str | None:
     """`value` if it can be a tracestate (printable ASCII, 512 characters at most), else None."""
-    if not isinstance(value, str) or not _TRACESTATE.fullmatch(value.strip()):
+    if not isinstance(value, str) or not _TRACESTATE.fullmatch(value.strip(" \t")):
         return None
-    return value.strip()
+    return value.strip(" \t")

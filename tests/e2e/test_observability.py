@@ -166,7 +166,7 @@ async def test_metrics_move_and_a_requests_trace_reaches_the_consumers_log(
         page = await relay.metrics()
         return (
             sample(page, "userbus_relay_published_events_total") >= 3
-            and "userbus_relay_outbox_backlog{outbox=\"auth\"} 0.0" in page
+            and 'userbus_relay_outbox_backlog{outbox="auth"} 0.0' in page
         )
 
     await until(relayed)
