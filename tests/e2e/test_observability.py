@@ -19,9 +19,7 @@ import pytest
 import redis.asyncio as redis
 
 from auth.settings import AuthSettings
-from consumers.settings import ConsumerSettings
 from infra.settings import asyncpg_dsn
-from producers.settings import RelaySettings
 from tests.conftest import TEST_BCRYPT_ROUNDS, free_port, unique_username
 from tests.integration.helpers import STREAM_FIELD
 from tests.integration.test_api_observability import TRACEPARENT, sample
@@ -50,6 +48,10 @@ class Process:
         return response.text
 
 
+def _text(path: Path) -> str:
+    return path.read_text()
+
+
 @asynccontextmanager
 async def userbus(
     args: list[str], env: dict[str, str], port: int, log: Path
@@ -66,13 +68,13 @@ async def userbus(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             deadline = time.monotonic() + 60
             while True:
-                assert process.returncode is None, log.read_text()
+                assert process.returncode is None, _text(log)
                 try:
                     if (await client.get("/livez")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
-                assert time.monotonic() < deadline, f"{args} did not come up: {log.read_text()}"
+                assert time.monotonic() < deadline, f"{args} did not come up: {_text(log)}"
                 await asyncio.sleep(0.1)
             yield Process(client, log)
     finally:
@@ -211,5 +213,5 @@ async def test_metrics_move_and_a_requests_trace_reaches_the_consumers_log(
 
     # The API's own lines (uvicorn's access log among them) carry the request id.
     access = [r for r in api.records() if r.get("request_id") == "e2e-1"]
-    assert access, api.log.read_text()[-2000:]
+    assert access, _text(api.log)[-2000:]
     relay.records()  # the relay's log parses as JSON lines too
