@@ -1,6 +1,17 @@
-"""The API's metrics, in a registry of its own app: requests, latency, logins, 429s, hashing."""
+"""The API's metrics, in a registry of its own app: requests, latency, logins, 429s, hashing.
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+Every request is counted into plain dicts, turned into Prometheus metrics only when
+scraped: prometheus-client's own counter and histogram take a lock and walk the buckets
+on each call, several microseconds that each `GET /users/me` would pay
+(bench/observe_overhead.py). The event loop is one thread, so the dicts need no lock.
+"""
+
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from auth.domain.passwords import PasswordHasher
 
@@ -16,7 +27,44 @@ _LOGIN_OUTCOME = {
     503: "unavailable",
 }
 # From a cached bearer request (~1 ms) up to a login flood's queueing.
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Latency:
+    """One route's latency histogram: a count per bucket (the last: above every bound)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+
+class _RequestCollector(Collector):
+    def __init__(self, metrics: "ApiMetrics") -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "userbus_http_requests",
+            "HTTP requests answered, by route template and status",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in list(self._metrics.requests.items()):
+            requests.add_metric([method, route, str(status)], count)
+        latency = HistogramMetricFamily(
+            "userbus_http_request_duration_seconds",
+            "time from a request's arrival to the end of its answer, by route template",
+            labels=["method", "route"],
+        )
+        for (method, route), histogram in list(self._metrics.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, BUCKETS), "+Inf"], histogram.counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([method, route], buckets, histogram.total)
+        yield requests
+        yield latency
 
 
 class ApiMetrics:
@@ -24,19 +72,10 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "userbus_http_requests",
-            "HTTP requests answered, by route template and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "userbus_http_request_duration_seconds",
-            "time from a request's arrival to the end of its answer, by route template",
-            ["method", "route"],
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[tuple[str, str], _Latency] = {}
+        self.registry.register(_RequestCollector(self))
+        # Logins and 429s are rare beside bearer reads: prometheus-client's own counters.
         self.logins = Counter(
             "userbus_logins",
             "login attempts by outcome (POST /auth/login and /auth/token)",
@@ -54,22 +93,17 @@ class ApiMetrics:
             "password hashing jobs waiting for a free hashing thread",
             registry=self.registry,
         )
-        # Label children by key: `labels()` on every request would cost more than the
-        # counting itself (a lock and a dict built per call).
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        histogram = self.latency.get((method, route))
+        if histogram is None:
+            histogram = self.latency[method, route] = _Latency()
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le).
+        histogram.counts[bisect_left(BUCKETS, seconds)] += 1
+        histogram.total += seconds
         if status == 429:
             self.rate_limited.labels(route).inc()
         if route in LOGIN_ROUTES and method == "POST":

@@ -5,10 +5,10 @@ into the events it writes (the CloudEvents distributed-tracing extension), and l
 read both from here.
 """
 
+import os
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
-from uuid import uuid4
 
 from events.tracing import valid_traceparent, valid_tracestate
 
@@ -40,7 +40,8 @@ def request_id_from(header: str | None) -> str:
     """The caller's X-Request-ID if it is well-formed (no spaces or controls), else a new one."""
     if header is not None and _REQUEST_ID.fullmatch(header):
         return header
-    return uuid4().hex
+    # 128 random bits, as a UUID4's hex has, at a fraction of uuid4()'s cost per request.
+    return os.urandom(16).hex()
 
 
 current_trace: ContextVar[TraceContext | None] = ContextVar("userbus_trace", default=None)
