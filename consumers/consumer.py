@@ -15,10 +15,10 @@ from consumers.healing import GapFiller
 from consumers.memory import tune_garbage_collection
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
+from consumers.settled import SettledEvents
 from consumers.settler import BatchSettler
 from infra.dead_letters import DeadLetter, DeadLetterQueue
 from infra.event_log import EventLog
-from infra.observability.logs import envelope_fields
 from infra.publishing import TopicLayout, retention_ms
 from infra.reading import GroupReader, ReaderOptions
 
@@ -107,6 +107,7 @@ class ProjectionConsumer:
             max_attempts=settings.consumer_max_attempts,
             stopping=self._stopping,
         )
+        self.settled = SettledEvents.of(self.group, otel=settings.otel_enabled)
         self._reader: asyncio.Task[None] | None = None
         self._applying: asyncio.Task[None] | None = None
         self._busy = False
@@ -175,6 +176,7 @@ class ProjectionConsumer:
         if self.log is not None:
             await self.log.close()
         await self.engine.dispose()
+        self.settled.close()
 
     async def _read(self, queue: "asyncio.Queue[Delivery]") -> None:
         delay = 0.1
@@ -216,12 +218,10 @@ class ProjectionConsumer:
                 self._busy = False
 
     async def _settle_and_acknowledge(self, delivery: Delivery) -> None:
+        started = self.settled.now()
         await self._persist("apply", lambda: self.settler.settle(delivery.decoded, delivery.bad))
         await self._persist("acknowledge", lambda: self.reader.acknowledge(delivery.receipt))
-        if logger.isEnabledFor(logging.DEBUG):  # one record per event: only when asked
-            for item in delivery.decoded:
-                fields = envelope_fields(item.envelope)
-                logger.debug("%s: settled %s", self.group, item.envelope.type, extra=fields)
+        self.settled.record([item.envelope for item in delivery.decoded], started)
 
     async def _persist(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` until it succeeds: a batch is never skipped, so later ones wait."""

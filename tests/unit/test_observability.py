@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from events import Envelope, UserRegistered, envelope_from_json, json_schemas, to_envelope
 from events.tracing import valid_traceparent, valid_tracestate
 from infra.observability.logs import ContextFilter, JsonFormatter, envelope_fields
+from infra.observability.otel import EventSpans
 from infra.observability.probe_server import ProbeServer
 from infra.observability.probes import Heartbeat, Probes
 from infra.observability.trace_context import (
@@ -239,3 +240,11 @@ async def test_a_readiness_check_that_hangs_is_reported_not_waited_for(
 
     answers = await Probes(Heartbeat(stale_after=30), {"database": hangs}).readiness()
     assert answers == {"database": "no answer within 0s", "loop": "ok"}
+
+
+def test_spans_without_the_otel_extra_say_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.resources", None)
+    with pytest.raises(RuntimeError, match=r"pip install 'userbus\[otel\]'"):
+        EventSpans("group")
