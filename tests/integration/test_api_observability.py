@@ -197,6 +197,7 @@ async def test_readyz_and_bearer_routes_answer_503_while_postgresql_is_unreachab
                 answer = await client.get(path, headers=bearer(auth))
                 assert answer.status_code == 503, (path, answer.text)
                 assert answer.json()["detail"]["code"] == "database_unavailable"
+                assert answer.headers["retry-after"] == "5"
 
             await proxy.open()
             assert (await client.get("/readyz")).status_code == 200
