@@ -1,15 +1,18 @@
 """What ObservedRequests (request id, trace context, metrics) costs GET /users/me.
 
-Two API processes on one database, the same but for the middleware, take wrk turns in
-alternation; each side's req/s and server CPU per request, and the ratio observed / bare.
+First in-process: two apps on one database, the same but for the middleware, called as ASGI
+(no sockets) in alternating rounds; CPU per request of each. Then two API processes take wrk
+turns in alternation; each side's req/s and server CPU per request, and the ratios.
 """
 
 import argparse
 import asyncio
 import os
 import signal
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,8 +29,11 @@ from _common import (
     show_text,
 )
 from _wrk import WrkResult, run_wrk
+from me_profile import logged_in_app, request_loop
 from me_vs_peer import PATH, check_me, cpu_seconds, server_process, show_turn, userbus_token
 from registration import wait_healthy
+
+from auth.api.middleware import ObservedRequests
 
 HERE = Path(__file__).resolve().parent
 
@@ -62,6 +68,33 @@ async def variant(space: Scratch, rounds: int, data_dir: Path, bare: bool) -> As
         await asyncio.wait_for(process.wait(), timeout=15)
 
 
+async def in_process(space: Scratch, args: argparse.Namespace) -> None:
+    """CPU per request of the app with and without the middleware, called as ASGI."""
+    cpu: dict[str, list[float]] = {"observed": [], "bare": []}
+    async with (
+        logged_in_app(space.database_url, f"ip{space.run_id}") as (observed, token),
+        logged_in_app(space.database_url, f"ib{space.run_id}") as (bare, bare_token),
+    ):
+        # Taken out, and the stack (built by the login's requests) built again without it.
+        bare.user_middleware = [m for m in bare.user_middleware if m.cls is not ObservedRequests]
+        bare.middleware_stack = None
+        apps = {"observed": (observed, token), "bare": (bare, bare_token)}
+        for app, bearer in apps.values():
+            await request_loop(app, bearer, args.count // 10, 1)  # warm-up, untimed
+        for _ in range(args.rounds_in_process):
+            for side, (app, bearer) in apps.items():
+                started = time.process_time()
+                await request_loop(app, bearer, args.count, 1)
+                cpu[side].append((time.process_time() - started) / args.count * 1e6)
+    for side, runs in cpu.items():
+        show_text(f"in-process {side} CPU per request", ", ".join(f"{r:.1f}" for r in runs))
+    middle = {side: statistics.median(runs) for side, runs in cpu.items()}
+    show("in-process middleware CPU per request (medians)",
+         middle["observed"] - middle["bare"], "us")  # fmt: skip
+    show_ratio("in-process ratio observed / bare CPU per request",
+               middle["observed"] / middle["bare"])  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> float:
     """Alternate wrk turns on both variants; print their figures and the ratio."""
     show_text("wrk load", f"{args.connections} connections, {args.seconds:g} s a turn, "
@@ -70,6 +103,7 @@ async def main(args: argparse.Namespace) -> float:
     results: dict[str, list[WrkResult]] = {"observed": [], "bare": []}
     cpu_used = dict.fromkeys(results, 0.0)
     async with scratch(args) as space:
+        await in_process(space, args)
         with tempfile.TemporaryDirectory(prefix="userbus-obs-") as data_dir:
             async with (
                 variant(space, args.rounds, Path(data_dir), bare=False) as observed,
@@ -118,6 +152,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10, help="a measured turn, s")
     parser.add_argument("--repeats", type=int, default=3, help="measured turns per side")
     parser.add_argument("--rounds", type=int, default=4, help="bcrypt cost (login only)")
+    parser.add_argument("--count", type=int, default=3000, help="in-process requests a round")
+    parser.add_argument("--rounds-in-process", type=int, default=4, help="in-process rounds")
     return parser.parse_args()
 
 
