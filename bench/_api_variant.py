@@ -1,6 +1,6 @@
-"""`userbus api` as run_api serves it, or with ObservedRequests taken out (--bare).
+"""The auth app under uvicorn (as run_api, less its GC tuning), or without ObservedRequests.
 
-The bare variant exists only here, to measure what the middleware costs each request.
+`--bare` takes the middleware out; it exists only here, to measure what it costs a request.
 """
 
 import argparse
