@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from infra.brokers import broker_for
+from infra.brokers import broker_for, broker_kind
+from infra.kafka.urls import kafka_servers
 from infra.settings import asyncpg_dsn
 
 Check = Callable[[], Awaitable[None]]
@@ -50,9 +51,7 @@ class Probes:
     async def readiness(self) -> dict[str, str]:
         """Each check's answer: "ok", or what failed; the loop's liveness is one of them."""
         names = list(self.checks)
-        results = await asyncio.gather(
-            *(_run(self.checks[name]) for name in names), return_exceptions=False
-        )
+        results = await asyncio.gather(*(_run(self.checks[name]) for name in names))
         answers = dict(zip(names, results, strict=True))
         answers["loop"] = self.heartbeat.why_not_live() or "ok"
         return answers
@@ -98,7 +97,29 @@ def database_check(url: str) -> Check:
 
 
 def broker_check(broker_url: str, stream: str) -> Check:
-    """A check that the broker answers a status query about `stream`."""
+    """A check that the broker answers: Redis a status query about `stream`, Kafka a connection.
+
+    Kafka's status query starts an admin client and a consumer, which a check cut short by
+    its timeout (the broker away) would leave behind, once per probe: a TCP connection to a
+    bootstrap server is what says it is reachable, and leaves nothing.
+    """
+    if broker_kind(broker_url) == "kafka":
+        servers = kafka_servers(broker_url)
+
+        async def reach_kafka() -> None:
+            failures = []
+            for server in servers:
+                host, _, port = server.rpartition(":")
+                try:
+                    _, writer = await asyncio.open_connection(host, int(port))
+                except OSError as exc:
+                    failures.append(f"{server}: {exc}")
+                    continue
+                writer.close()
+                return
+            raise ConnectionError("; ".join(failures))
+
+        return reach_kafka
 
     async def check() -> None:
         await broker_for(broker_url).status(stream, [])

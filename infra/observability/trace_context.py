@@ -44,6 +44,8 @@ def request_id_from(header: str | None) -> str:
     return os.urandom(16).hex()
 
 
+# Module-level by necessity: a ContextVar is a key, its values live in each task's context, so
+# concurrent requests (and tests) never see each other's.
 current_trace: ContextVar[TraceContext | None] = ContextVar("userbus_trace", default=None)
 """The trace context of the request (or event) being handled."""
 

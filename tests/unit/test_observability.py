@@ -15,7 +15,7 @@ from events.tracing import valid_traceparent, valid_tracestate
 from infra.observability.logs import ContextFilter, JsonFormatter, envelope_fields
 from infra.observability.otel import EventSpans
 from infra.observability.probe_server import ProbeServer
-from infra.observability.probes import Heartbeat, Probes
+from infra.observability.probes import Heartbeat, Probes, broker_check
 from infra.observability.trace_context import (
     current_request_id,
     current_trace,
@@ -248,3 +248,22 @@ def test_spans_without_the_otel_extra_say_how_to_install_it(
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.resources", None)
     with pytest.raises(RuntimeError, match=r"pip install 'userbus\[otel\]'"):
         EventSpans("group")
+
+
+async def test_the_kafka_check_connects_to_a_bootstrap_server_and_names_those_it_could_not() -> (
+    None
+):
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    open_port = server.sockets[0].getsockname()[1]
+    closed = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    closed_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    try:
+        either = f"kafka://127.0.0.1:{closed_port},127.0.0.1:{open_port}"
+        await broker_check(either, "s")()  # one answering server suffices
+        with pytest.raises(ConnectionError, match=f"127.0.0.1:{closed_port}"):
+            await broker_check(f"kafka://127.0.0.1:{closed_port}", "s")()
+    finally:
+        server.close()
+        await server.wait_closed()
