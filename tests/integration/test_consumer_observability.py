@@ -108,10 +108,10 @@ async def test_a_settled_event_is_logged_with_its_traceparent(
 
 
 async def test_the_consumers_probes_and_metrics_on_its_own_port(
-    redis_consumer_settings: ConsumerSettings,
+    consumer_settings: ConsumerSettings,
 ) -> None:
     port = free_port()
-    settings = redis_consumer_settings.model_copy(
+    settings = consumer_settings.model_copy(
         update={"metrics_port": port, "metrics_host": "127.0.0.1", "metrics_sample_seconds": 0.1}
     )
     consumer = create_consumer_app(settings, ProfileProjection())
@@ -129,9 +129,13 @@ async def test_the_consumers_probes_and_metrics_on_its_own_port(
 
             async def applied() -> bool:
                 page = (await client.get("/metrics")).text
-                return sample(page, "userbus_consumer_applied_events_total") == 1
+                return (
+                    sample(page, "userbus_consumer_applied_events_total") == 1
+                    and "userbus_consumer_lag_stream{" in page
+                    and sample(page, "userbus_consumer_lag_stream") == 0
+                )
 
-            await eventually(applied)
+            await eventually(applied, timeout=30)
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "loop": "ok"}
