@@ -181,9 +181,9 @@ class ProjectionConsumer:
     async def _read(self, queue: "asyncio.Queue[Delivery]") -> None:
         delay = 0.1
         while True:
+            self.settler.heartbeat.beat()  # each turn, retries too; a hung fetch stops it
             try:
                 batch = await self.reader.fetch()
-                self.settler.heartbeat.beat()  # an idle fetch returns too: the loop turns
             except Exception as exc:
                 # The broker is away or restarting: keep trying; nothing read is lost,
                 # because nothing is acknowledged before it is applied.
