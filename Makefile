@@ -50,7 +50,7 @@ $(KUBECTL): deploy/tools/kubectl-requirements.txt deploy/tools/kubectl_from_whee
 ## Re-pin requirements.lock after changing dependencies in pyproject.toml.
 lock: install
 	$(PIP) install uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra otel --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,8 +10,21 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from auth.adapters.outbox_notifications import OutboxNotifications
 from auth.api.deps import Services
 from auth.api.errors import install_error_handlers
+from auth.api.metrics import ApiMetrics
+from auth.api.middleware import ObservedRequests
+from auth.api.readiness import ApiReadiness
 from auth.api.routes import auth as auth_routes
-from auth.api.routes import events, health, jwks, mfa, passwords, sessions, users, verification
+from auth.api.routes import (
+    events,
+    health,
+    jwks,
+    mfa,
+    passwords,
+    probes,
+    sessions,
+    users,
+    verification,
+)
 from auth.bootstrap import Overrides, build_context, build_service_access
 from auth.security.tokens import token_service
 from auth.settings import AuthSettings
@@ -22,6 +35,8 @@ from producers.outbox import DEFAULT_SCHEMA, notify_channel
 def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> FastAPI:
     """The API; engine, Redis, hasher threads and keys open in its lifespan, close after it."""
     given = overrides or Overrides()
+    # This app's own registry: two apps in one process (tests) never count into each other.
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +57,9 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
             )
             resources.push_async_callback(log.close)
             resources.push_async_callback(wakeups.close)
+            metrics.watch_hasher(context.hasher)
+            app.state.readiness = ApiReadiness(engine, settings.redis_url, context.tokens)
+            resources.push_async_callback(app.state.readiness.close)
             async with resources:
                 app.state.services = Services(
                     settings=settings,
@@ -60,6 +78,8 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
         summary="Accounts, passwords and tokens; every change is an event.",
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    app.add_middleware(ObservedRequests, metrics=metrics)
     install_error_handlers(app)
     for router in (
         # Before users.router: /users/{username}/sessions and /mfa are longer paths, but
@@ -74,6 +94,7 @@ def create_app(settings: AuthSettings, overrides: Overrides | None = None) -> Fa
         health.router,
         events.router,
         mfa.router,
+        probes.router,
     ):
         app.include_router(router)
     return app

@@ -15,6 +15,7 @@ from consumers.healing import GapFiller
 from consumers.memory import tune_garbage_collection
 from consumers.projection import Projection
 from consumers.settings import ConsumerSettings
+from consumers.settled import SettledEvents
 from consumers.settler import BatchSettler
 from infra.dead_letters import DeadLetter, DeadLetterQueue
 from infra.event_log import EventLog
@@ -106,6 +107,7 @@ class ProjectionConsumer:
             max_attempts=settings.consumer_max_attempts,
             stopping=self._stopping,
         )
+        self.settled = SettledEvents.of(self.group, otel=settings.otel_enabled)
         self._reader: asyncio.Task[None] | None = None
         self._applying: asyncio.Task[None] | None = None
         self._busy = False
@@ -174,10 +176,12 @@ class ProjectionConsumer:
         if self.log is not None:
             await self.log.close()
         await self.engine.dispose()
+        self.settled.close()
 
     async def _read(self, queue: "asyncio.Queue[Delivery]") -> None:
         delay = 0.1
         while True:
+            self.settler.heartbeat.beat()  # each turn, retries too; a hung fetch stops it
             try:
                 batch = await self.reader.fetch()
             except Exception as exc:
@@ -214,8 +218,10 @@ class ProjectionConsumer:
                 self._busy = False
 
     async def _settle_and_acknowledge(self, delivery: Delivery) -> None:
+        started = self.settled.now()
         await self._persist("apply", lambda: self.settler.settle(delivery.decoded, delivery.bad))
         await self._persist("acknowledge", lambda: self.reader.acknowledge(delivery.receipt))
+        self.settled.record([item.envelope for item in delivery.decoded], started)
 
     async def _persist(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` until it succeeds: a batch is never skipped, so later ones wait."""
@@ -228,6 +234,8 @@ class ProjectionConsumer:
                 if self._stopping.is_set():
                     raise
                 logger.warning("%s: could not %s a batch (%r); retrying", self.group, what, exc)
+                self.settler.retries += 1
+                self.settler.heartbeat.beat()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

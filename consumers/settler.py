@@ -12,6 +12,7 @@ from consumers.applier import BatchOutcome, Decoded, ProjectionApplier, decode, 
 from consumers.failures import is_transient
 from events import MalformedEventError
 from infra.dead_letters import DeadLetter, DeadLetterQueue, body_bytes
+from infra.observability.probes import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ class BatchSettler:
         self.max_attempts = max_attempts
         self.totals = BatchOutcome()
         self.dead_lettered = 0
+        # Attempts made again (database away, or an event failing), for /metrics; each
+        # also counts as progress for /livez, so a long database outage is no stall.
+        self.retries = 0
+        self.heartbeat = Heartbeat(stale_after=60.0)
         # Set when the consumer stops: failures then end the batch instead of being retried.
         self._stopping = stopping
 
@@ -92,6 +97,8 @@ class BatchSettler:
                 if not transient or self._stopping.is_set():
                     raise
                 logger.warning("%s: database unavailable (%s); retrying", self.group, exc)
+                self.retries += 1
+                self.heartbeat.beat()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self.totals.add(outcome)
@@ -127,6 +134,7 @@ class BatchSettler:
                 if self._stopping.is_set():
                     raise
                 error = exc
+                self.retries += 1
                 logger.warning(
                     "%s: event %s failed (attempt %d): %r", self.group, envelope.id, attempt, exc
                 )

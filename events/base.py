@@ -3,10 +3,17 @@
 import re
 from datetime import datetime
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+
+from events.tracing import (
+    TRACEPARENT_PATTERN,
+    TRACESTATE_PATTERN,
+    valid_traceparent,
+    valid_tracestate,
+)
 
 
 class Event(BaseModel):
@@ -25,6 +32,33 @@ class Event(BaseModel):
         """The CloudEvents `type` of this event class."""
         return cls.__name__
 
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# Optional and left out of the JSON when absent (no `null` on the wire); a malformed value
+# is dropped rather than refused: tracing must never cost an event.
+TraceParent = Annotated[
+    str | None,
+    BeforeValidator(valid_traceparent),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": TRACEPARENT_PATTERN,
+            "description": "W3C traceparent of the request that caused the event",
+        }
+    ),
+    Field(exclude_if=_absent),
+]
+TraceState = Annotated[
+    str | None,
+    BeforeValidator(valid_tracestate),
+    WithJsonSchema(
+        {"type": "string", "pattern": TRACESTATE_PATTERN, "description": "W3C tracestate"}
+    ),
+    Field(exclude_if=_absent),
+]
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -49,6 +83,9 @@ class Envelope(BaseModel):
     datacontenttype: Literal["application/json"] = "application/json"
     sequence: int = Field(ge=1)
     data: dict[str, Any]
+    # The CloudEvents distributed-tracing extension attributes.
+    traceparent: TraceParent = None
+    tracestate: TraceState = None
 
     @field_validator("subject")
     @classmethod

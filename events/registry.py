@@ -48,8 +48,10 @@ def to_envelope(
     source: str,
     event_id: UUID | None = None,
     time: datetime | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Envelope:
-    """Wrap an event in its CloudEvents envelope."""
+    """Wrap an event in its CloudEvents envelope (with the trace context that caused it)."""
     return Envelope(
         id=event_id or uuid4(),
         source=source,
@@ -58,6 +60,8 @@ def to_envelope(
         time=time or datetime.now(UTC),
         sequence=sequence,
         data=event.model_dump(mode="json", exclude_unset=event.sparse),
+        traceparent=traceparent,
+        tracestate=tracestate if traceparent else None,
     )
 
 

@@ -42,6 +42,18 @@ class UserbusSettings(BaseSettings):
     # Production refuses placeholder passwords in every process (and more in the API's).
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = Field(default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Text unless told: a terminal reads it, and what ran before keeps logging as it did; a
+    # deployment with a log shipper sets json (deploy/k8s does).
+    log_format: Literal["text", "json"] = "text"
+    # The relay's and consumers' own /metrics, /livez and /readyz. Off unless set: processes
+    # sharing a host (`userbus dev`, tests, several consumers) would collide on one default
+    # port; a deployment names it (9100 in deploy/k8s). The API serves them on its own port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"
+    # How often the relay samples its backlog and a consumer its lag, for /metrics.
+    metrics_sample_seconds: float = Field(default=5.0, gt=0)
+    # OpenTelemetry spans (the `otel` extra): off unless set.
+    otel_enabled: bool = False
 
     @classmethod
     def settings_customise_sources(

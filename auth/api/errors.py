@@ -2,10 +2,13 @@
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from auth.adapters.rate_limit import RateLimiterUnavailableError
 from auth.domain.errors import (
@@ -38,6 +41,7 @@ from auth.domain.mfa_errors import (
     MfaUnavailableError,
     SessionNotFoundError,
 )
+from consumers.failures import is_transient
 
 STATUS_OF: dict[type[AuthError], int] = {
     UsernameTakenError: 409,
@@ -94,6 +98,28 @@ async def _limiter_unavailable(request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
 
+# SQLSTATE classes of a database that is away: 08 connection, 53 resources (no slots),
+# 57P operator intervention (shutting down, starting up).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def _database_away(exc: Exception) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATES)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # a pooled connection the server dropped
+    return isinstance(exc, OSError | PoolTimeoutError) or is_transient(exc)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database (or the network to it) is away: the caller may retry, nothing is wrong
+    # with the request. Any other driver error is a bug and stays a 500.
+    if not _database_away(exc):
+        raise exc
+    body = error_body("database_unavailable", "the database is not reachable; try again")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
 _SECRET_FIELDS = ("password", "token", "secret", "code", "challenge")
 
 
@@ -116,3 +142,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RateLimiterUnavailableError, _limiter_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for driver_error in (OSError, DBAPIError, PoolTimeoutError, asyncpg.PostgresError,
+                         asyncpg.InterfaceError):  # fmt: skip
+        app.add_exception_handler(driver_error, _database_unavailable)

@@ -33,6 +33,9 @@ class BcryptPasswordHasher:
 
     def __init__(self, rounds: int, workers: int) -> None:
         self._rounds = rounds
+        self._workers = workers
+        # Jobs handed to the pool and not finished (running or waiting), for /metrics.
+        self._in_flight = 0
         self._executor = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="bcrypt", initializer=_lower_priority
         )
@@ -40,10 +43,19 @@ class BcryptPasswordHasher:
         # user is indistinguishable by timing from a wrong password.
         self._dummy_hash = bcrypt.hashpw(b"userbus-dummy-password", bcrypt.gensalt(rounds))
 
+    @property
+    def waiting(self) -> int:
+        """Hashing jobs queued behind busy workers (not yet started)."""
+        return max(0, self._in_flight - self._workers)
+
     async def hash(self, password: str) -> str:
         """A salted bcrypt hash of the password."""
         loop = asyncio.get_running_loop()
-        hashed = await loop.run_in_executor(self._executor, self._hash_sync, password)
+        self._in_flight += 1
+        try:
+            hashed = await loop.run_in_executor(self._executor, self._hash_sync, password)
+        finally:
+            self._in_flight -= 1
         return hashed.decode("ascii")
 
     async def verify(self, password: str, password_hash: str | None) -> bool:
@@ -54,9 +66,13 @@ class BcryptPasswordHasher:
         # matches; it is still checked (against the dummy) so that it costs the same time.
         can_match = bool(password_hash) and len(candidate) <= MAX_PASSWORD_BYTES
         target = password_hash.encode("ascii") if can_match and password_hash else self._dummy_hash
-        matches = await loop.run_in_executor(
-            self._executor, bcrypt.checkpw, candidate[:MAX_PASSWORD_BYTES], target
-        )
+        self._in_flight += 1
+        try:
+            matches = await loop.run_in_executor(
+                self._executor, bcrypt.checkpw, candidate[:MAX_PASSWORD_BYTES], target
+            )
+        finally:
+            self._in_flight -= 1
         return matches and can_match
 
     def close(self) -> None:

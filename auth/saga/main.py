@@ -13,6 +13,7 @@ from auth.saga.sweeper import PendingRegistrationSweeper
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
 from consumers.consumer import ProjectionConsumer
+from consumers.observed import observing
 from consumers.settings import ConsumerSettings
 
 
@@ -31,7 +32,7 @@ class RegistrationSaga:
         try:
             # If the consumer fails, the task group cancels the sweeper and the error ends
             # the process; `stop` ends both.
-            async with asyncio.TaskGroup() as tasks:
+            async with observing(self.consumer, stop), asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.consumer.serve(stop))
                 tasks.create_task(self.sweeper.run(stop))
         finally:

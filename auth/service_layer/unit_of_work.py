@@ -16,6 +16,7 @@ from auth.adapters.verification_tokens import (
     VerificationTokenRepository,
 )
 from events import to_envelope
+from infra.observability.trace_context import current_trace
 from producers.outbox import outbox_row
 
 
@@ -131,10 +132,19 @@ class SqlAlchemyUnitOfWork:
         """Save changed users, append their events to the outbox, then commit both."""
         assert self._conn is not None
         rows = []
+        # The request's trace context, if one came: its events join the request's trace.
+        trace = current_trace.get()
+        parent, state = (trace.traceparent, trace.tracestate) if trace else (None, None)
         for user in self.users.seen:
             await self.users.save(user)
             for sequence, event in user.events:
-                envelope = to_envelope(event, sequence=sequence, source=self._event_source)
+                envelope = to_envelope(
+                    event,
+                    sequence=sequence,
+                    source=self._event_source,
+                    traceparent=parent,
+                    tracestate=state,
+                )
                 rows.append(outbox_row(envelope))
             user.events.clear()
         if rows:

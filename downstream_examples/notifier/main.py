@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.app import create_consumer_app
 from consumers.consumer import ProjectionConsumer
+from consumers.observed import observing
 from consumers.settings import ConsumerSettings
 from downstream_examples.notifier.projection import NotifierProjection
 from downstream_examples.notifier.sender import NotificationSender
@@ -28,7 +29,7 @@ class Notifier:
         try:
             # If the consumer fails, the task group cancels the sender and the error ends
             # the process; `stop` ends both.
-            async with asyncio.TaskGroup() as tasks:
+            async with observing(self.consumer, stop), asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.consumer.serve(stop))
                 tasks.create_task(self.sender.run(stop))
         finally:

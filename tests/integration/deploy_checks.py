@@ -17,6 +17,7 @@ from auth.maintenance.settings import PruneSettings
 from auth.settings import AuthSettings
 from consumers.replay.settings import ReplaySettings
 from consumers.settings import ConsumerSettings
+from infra.observability.probe_server import PATHS
 from infra.settings import DatabaseSettings, UserbusSettings
 from producers.settings import RelaySettings
 from userbus.cli import REGISTRATION_SAGA, app
@@ -50,31 +51,24 @@ SETTINGS_OF_COMMAND: dict[str, type[BaseSettings]] = {
 # Names that other engineers of issue 12 add on their own branches: the deploy files use
 # them already, and this branch's code cannot show them. Delete each entry once its branch
 # is merged (the tests then check the name against the code like every other).
-PENDING_SETTINGS = {
-    "USERBUS_METRICS_PORT": "engineer 2 (i12-observe)",
-    "USERBUS_LOG_FORMAT": "engineer 2 (i12-observe)",
-}
-PENDING_API_PATHS = {"/livez": "engineer 2 (i12-observe)", "/readyz": "engineer 2 (i12-observe)"}
-# What the relays and consumers serve on USERBUS_METRICS_PORT (engineer 2, i12-observe).
-WORKER_HEALTH_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+# What the relays and consumers serve on USERBUS_METRICS_PORT.
+WORKER_HEALTH_PATHS = PATHS
 
 
 def api_serves(path: str) -> bool:
-    """Whether the API answers GET `path` with a route of its own (or will, once merged)."""
-    if path in PENDING_API_PATHS:
-        return True
+    """Whether the API answers GET `path` with a route of its own."""
     app = create_app(AuthSettings(database_url="postgresql://userbus@localhost/userbus"))
     scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
     return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
 
 def valid_setting_names() -> set[str]:
-    """Every USERBUS_* variable some settings class reads (or will, see PENDING_SETTINGS)."""
+    """Every USERBUS_* variable some settings class reads."""
     names = set()
     for settings_class in SETTINGS_CLASSES:
         prefix = settings_class.model_config.get("env_prefix", "")
         names |= {f"{prefix}{field}".upper() for field in settings_class.model_fields}
-    return names | set(PENDING_SETTINGS)
+    return names
 
 
 def command_problem(where: str, words: list[str]) -> str | None:

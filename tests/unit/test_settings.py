@@ -23,7 +23,15 @@ from userbus.operations import TopicSettings
 
 REQUIRED = object()
 # What every process reads (it was LogSettings, built by the `userbus` entry point).
-SHARED = {"USERBUS_LOG_LEVEL": "INFO", "USERBUS_ENVIRONMENT": "development"}
+SHARED = {
+    "USERBUS_LOG_LEVEL": "INFO",
+    "USERBUS_ENVIRONMENT": "development",
+    "USERBUS_LOG_FORMAT": "text",
+    "USERBUS_METRICS_PORT": None,
+    "USERBUS_METRICS_HOST": "0.0.0.0",
+    "USERBUS_METRICS_SAMPLE_SECONDS": 5.0,
+    "USERBUS_OTEL_ENABLED": False,
+}
 MAIL = {
     "USERBUS_MAIL_FROM": "userbus <no-reply@localhost>",
     "USERBUS_SMTP_HOST": None,

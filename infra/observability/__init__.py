@@ -1,0 +1,1 @@
+"""What every process shares to be seen working: trace context, log lines and its probe port."""
