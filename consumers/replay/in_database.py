@@ -1,0 +1,193 @@
+"""The in-database replay: the shadow built by SQL from the event log, no event read by Python.
+
+When the event log (PostgresEventLog's outbox) lives in the very database of the
+projection (`in_database_log` proves it) and the projection offers `SqlRows`, each page of
+the log, a range of positions up to the commit-safe head, is staged into a temporary
+table by one INSERT ... SELECT that checks every envelope and its data as the models would
+(consumers/replay/sql_checks.py) and numbers each user's events against the shadow's
+tracking records. If every event passes, every user's sequences follow on from their
+tracking record with no gap or repeat, and the projection's SqlRows takes the page, it
+writes the rows set-based, and the tracking records and the checkpoint follow in the same
+transaction. Anything else and the same page goes through the existing path
+(consumers/replay/bulk.py) in that transaction: detected, never guessed.
+"""
+
+import asyncio
+import logging
+from typing import Protocol
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from consumers.applier import BatchOutcome, ProjectionApplier
+from consumers.projection import Projection
+from consumers.replay.build import BuildState
+from consumers.replay.bulk import apply_page
+from consumers.replay.prepare import prepare_page
+from consumers.replay.progress import ReplayProgress
+from consumers.replay.shadow import save_checkpoint
+from consumers.replay.sources import ReplaySource, SourcePage
+from consumers.replay.sql_checks import event_ok
+from events import EVENT_TYPES
+from infra.event_log import PostgresEventLog
+
+logger = logging.getLogger(__name__)
+
+PAGE_TABLE = "replay_page"
+
+
+class SqlRows(Protocol):
+    """A projection's in-database replay: its rows from the staged page, by SQL.
+
+    The page is the temporary table `replay_page`, one row per event in log order: `pos`
+    (the log position), `subject` (uuid), `sequence`, `type`, `data` (jsonb, checked as its
+    model reads it), `n` (the event's rank among its user's events on the page, from 1) and
+    `last` (the user's tracked sequence before the page; NULL: not tracked yet). Every
+    user's events on it follow on from `last` without gap or repeat. `refused` says why
+    the page must go through the models instead (None: it need not), before anything is
+    written; `write` then changes the projection's tables in `schema` for the whole page.
+    """
+
+    handled: frozenset[str]
+    """The event types the projection changes its view for (the others are only tracked)."""
+
+    async def refused(self, conn: asyncpg.Connection, schema: str) -> str | None:
+        """Why this page is not for SQL, or None."""
+        ...
+
+    async def write(self, conn: asyncpg.Connection, schema: str) -> None:
+        """Apply the staged page to the tables in `schema`."""
+        ...
+
+
+async def in_database_log(
+    engine: AsyncEngine, projection: Projection, source: ReplaySource
+) -> PostgresEventLog | None:
+    """The log, if `source` is a PostgreSQL event log in `engine`'s own database and
+    `projection` has SqlRows; None: the replay takes the existing path."""
+    log = getattr(source, "log", None)
+    if projection.sql_rows() is None or source.kind != "log":
+        return None
+    if not isinstance(log, PostgresEventLog):
+        return None
+    async with engine.connect() as conn:
+        same = await log.shares_database(await _driver(conn))
+    return log if same else None
+
+
+async def sql_build_pass(
+    engine: AsyncEngine,
+    applier: ProjectionApplier,
+    log: PostgresEventLog,
+    state: BuildState,
+    *,
+    batch_size: int,
+    progress: ReplayProgress,
+) -> int:
+    """Build from `state.position` to the log's commit-safe head as it is now; events read.
+
+    As build_pass: each page commits with its checkpoint (the position after it), the
+    commit not waiting for the WAL flush.
+    """
+    projection = applier.projection
+    rows = projection.sql_rows()
+    assert rows is not None
+    head = await log.head()
+    read = 0
+    async with engine.connect() as conn:
+        driver = await _driver(conn)
+        while (start := int(state.position or 0)) < head:
+            async with conn.begin():
+                await conn.execute(text("SET LOCAL synchronous_commit = off"))
+                bound = await driver.fetchval(
+                    f"SELECT id FROM {log.schema}.outbox WHERE id > $1 AND id <= $2 "
+                    "ORDER BY id OFFSET $3 LIMIT 1",
+                    start,
+                    head,
+                    batch_size - 1,
+                )
+                end = head if bound is None else int(bound)
+                outcome, events = await _apply_range(conn, applier, rows, log.schema, start, end)
+                await save_checkpoint(conn, projection.schema, str(end), state.events + events)
+            read += events
+            state.position, state.events = str(end), state.events + events
+            state.outcome.add(outcome)
+            progress.advance(end - start, None)
+    return read
+
+
+async def _apply_range(
+    conn: AsyncConnection,
+    applier: ProjectionApplier,
+    rows: SqlRows,
+    log_schema: str,
+    start: int,
+    end: int,
+) -> tuple[BatchOutcome, int]:
+    """Apply the log's events in (start, end] to the shadow; what happened, events read."""
+    driver = await _driver(conn)
+    schema = applier.projection.schema
+    await driver.execute(
+        f"CREATE TEMP TABLE {PAGE_TABLE} (pos bigint, ok bool, subject uuid, sequence int, "
+        "type text, data jsonb, n int, last int) ON COMMIT DROP"
+    )
+    await driver.execute(_stage(log_schema, schema), start, end)
+    malformed, unordered, events, handled = await driver.fetchrow(
+        "SELECT count(*) FILTER (WHERE NOT ok), "
+        "count(*) FILTER (WHERE ok AND sequence <> coalesce(last, 0) + n), "
+        f"count(*), count(*) FILTER (WHERE type = ANY($1::text[])) FROM {PAGE_TABLE}",
+        list(rows.handled),
+    )
+    why: str | None = None
+    if malformed:
+        why = f"{malformed} events the SQL checks do not take"
+    elif unordered:
+        why = f"{unordered} events whose sequence does not follow the user's last"
+    else:
+        why = await rows.refused(driver, schema)
+    if why is not None:
+        logger.debug("%s: a page goes through the models: %s", applier.projection.name, why)
+        return await _through_models(conn, applier, log_schema, start, end)
+    await rows.write(driver, schema)
+    await driver.execute(
+        f'INSERT INTO "{schema}".tracking AS t (subject, sequence) '
+        f"SELECT subject, max(sequence) FROM {PAGE_TABLE} GROUP BY subject "
+        "ON CONFLICT (subject) DO UPDATE SET sequence = excluded.sequence, applied_at = now()"
+    )
+    return BatchOutcome(applied=handled, skipped=events - handled), events
+
+
+async def _through_models(
+    conn: AsyncConnection, applier: ProjectionApplier, log_schema: str, start: int, end: int
+) -> tuple[BatchOutcome, int]:
+    """The page read as the existing path reads it, and applied by that path."""
+    driver = await _driver(conn)
+    found = await driver.fetch(
+        f"SELECT payload::text FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 ORDER BY id",
+        start,
+        end,
+    )
+    page = SourcePage([row[0] for row in found], None, str(end), end - start)
+    prepared = await asyncio.to_thread(prepare_page, page, applier.projection)
+    return await apply_page(conn, applier, prepared), len(found)
+
+
+def _stage(log_schema: str, schema: str) -> str:
+    # OFFSET 0 keeps the check from being inlined into (and run again by) each CASE.
+    return (
+        f"INSERT INTO {PAGE_TABLE} SELECT s.id, s.ok, s.subject, s.sequence, s.type, s.data, "
+        "row_number() OVER (PARTITION BY s.subject ORDER BY s.id), t.sequence FROM ("
+        "SELECT id, ok, CASE WHEN ok THEN (payload ->> 'subject')::uuid END AS subject, "
+        "CASE WHEN ok THEN (payload ->> 'sequence')::int END AS sequence, "
+        "payload ->> 'type' AS type, payload -> 'data' AS data FROM ("
+        f"SELECT id, payload, {event_ok('payload', dict(EVENT_TYPES))} AS ok "
+        f"FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 OFFSET 0) o) s "
+        f'LEFT JOIN "{schema}".tracking t ON t.subject = s.subject'
+    )
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
