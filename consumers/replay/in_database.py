@@ -28,13 +28,25 @@ from consumers.replay.prepare import prepare_page
 from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
 from consumers.replay.sources import ReplaySource, SourcePage
-from consumers.replay.sql_checks import event_ok
-from events import EVENT_TYPES
+from consumers.replay.sql_checks import checked_events
 from infra.event_log import PostgresEventLog
 
 logger = logging.getLogger(__name__)
 
 PAGE_TABLE = "replay_page"
+# Per page's transaction. A page's rows meet the shadow's tables (hundreds of thousands of
+# rows) by index, a few thousand lookups; the planner, not knowing the staged page, would
+# rather read those tables whole for each page, and compile the statements (JIT) for it.
+_SETTINGS = (
+    "SELECT set_config('synchronous_commit', 'off', true), set_config('jit', 'off', true), "
+    "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
+# Made once per pass (not per page: statements prepared on it stay valid), emptied by
+# every commit.
+_CREATE_PAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {PAGE_TABLE} (pos bigint PRIMARY KEY, ok bool, "
+    "subject uuid, sequence int, type text, data jsonb, n int, last int) ON COMMIT DELETE ROWS"
+)
 
 
 class SqlRows(Protocol):
@@ -90,31 +102,48 @@ async def sql_build_pass(
     As build_pass: each page commits with its checkpoint (the position after it), the
     commit not waiting for the WAL flush.
     """
-    projection = applier.projection
-    rows = projection.sql_rows()
+    rows = applier.projection.sql_rows()
     assert rows is not None
     head = await log.head()
-    read = 0
+    events_before = state.events
     async with engine.connect() as conn:
         driver = await _driver(conn)
-        while (start := int(state.position or 0)) < head:
-            async with conn.begin():
-                await conn.execute(text("SET LOCAL synchronous_commit = off"))
-                bound = await driver.fetchval(
-                    f"SELECT id FROM {log.schema}.outbox WHERE id > $1 AND id <= $2 "
-                    "ORDER BY id OFFSET $3 LIMIT 1",
-                    start,
-                    head,
-                    batch_size - 1,
-                )
-                end = head if bound is None else int(bound)
-                outcome, events = await _apply_range(conn, applier, rows, log.schema, start, end)
-                await save_checkpoint(conn, projection.schema, str(end), state.events + events)
-            read += events
-            state.position, state.events = str(end), state.events + events
-            state.outcome.add(outcome)
-            progress.advance(end - start, None)
-    return read
+        await driver.execute(_CREATE_PAGE)  # before the first transaction begins
+        try:
+            await _pages(conn, applier, rows, log, state, head, batch_size, progress)
+        finally:
+            await driver.execute(f"DROP TABLE IF EXISTS pg_temp.{PAGE_TABLE}")
+    return state.events - events_before
+
+
+async def _pages(
+    conn: AsyncConnection,
+    applier: ProjectionApplier,
+    rows: SqlRows,
+    log: PostgresEventLog,
+    state: BuildState,
+    head: int,
+    batch_size: int,
+    progress: ReplayProgress,
+) -> None:
+    """Each page of the log up to `head` in a transaction, with its checkpoint."""
+    driver = await _driver(conn)
+    while (start := int(state.position or 0)) < head:
+        async with conn.begin():
+            await conn.execute(text(_SETTINGS))
+            bound = await driver.fetchval(
+                f"SELECT id FROM {log.schema}.outbox WHERE id > $1 AND id <= $2 "
+                "ORDER BY id OFFSET $3 LIMIT 1",
+                start,
+                head,
+                batch_size - 1,
+            )
+            end = head if bound is None else int(bound)
+            outcome, events = await _apply_range(conn, applier, rows, log.schema, start, end)
+            await save_checkpoint(conn, applier.projection.schema, str(end), state.events + events)
+        state.position, state.events = str(end), state.events + events
+        state.outcome.add(outcome)
+        progress.advance(end - start, None)
 
 
 async def _apply_range(
@@ -128,10 +157,6 @@ async def _apply_range(
     """Apply the log's events in (start, end] to the shadow; what happened, events read."""
     driver = await _driver(conn)
     schema = applier.projection.schema
-    await driver.execute(
-        f"CREATE TEMP TABLE {PAGE_TABLE} (pos bigint, ok bool, subject uuid, sequence int, "
-        "type text, data jsonb, n int, last int) ON COMMIT DROP"
-    )
     await driver.execute(_stage(log_schema, schema), start, end)
     malformed, unordered, events, handled = await driver.fetchrow(
         "SELECT count(*) FILTER (WHERE NOT ok), "
@@ -174,16 +199,11 @@ async def _through_models(
 
 
 def _stage(log_schema: str, schema: str) -> str:
-    # OFFSET 0 keeps the check from being inlined into (and run again by) each CASE.
     return (
         f"INSERT INTO {PAGE_TABLE} SELECT s.id, s.ok, s.subject, s.sequence, s.type, s.data, "
-        "row_number() OVER (PARTITION BY s.subject ORDER BY s.id), t.sequence FROM ("
-        "SELECT id, ok, CASE WHEN ok THEN (payload ->> 'subject')::uuid END AS subject, "
-        "CASE WHEN ok THEN (payload ->> 'sequence')::int END AS sequence, "
-        "payload ->> 'type' AS type, payload -> 'data' AS data FROM ("
-        f"SELECT id, payload, {event_ok('payload', dict(EVENT_TYPES))} AS ok "
-        f"FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 OFFSET 0) o) s "
-        f'LEFT JOIN "{schema}".tracking t ON t.subject = s.subject'
+        "row_number() OVER (PARTITION BY s.subject ORDER BY s.id), t.sequence "
+        f'FROM ({checked_events(log_schema)}) s LEFT JOIN "{schema}".tracking t '
+        "ON t.subject = s.subject"
     )
 
 

@@ -53,6 +53,8 @@ class ProfileSqlRows:
 
 @cache
 def _write(schema: str) -> str:
+    # Each user's last update that sets a field is found by its position, then joined:
+    # ordered aggregates would sort every user's events apart (PostgreSQL 15).
     table = f'"{schema}".profiles'
     sets_email = f"(type = '{UPDATED}' AND jsonb_typeof(data -> 'email') = 'string')"
     sets_name = f"(type = '{UPDATED}' AND data ? 'display_name')"
@@ -60,18 +62,24 @@ def _write(schema: str) -> str:
         WITH per AS MATERIALIZED (
             SELECT subject, bool_or(last IS NOT NULL) AS tracked,
                    bool_or(type = '{DELETED}') AS deleted,
-                   (array_agg(data ORDER BY pos) FILTER (WHERE type = '{REGISTERED}'))[1] AS reg,
-                   bool_or({sets_email}) AS sets_email,
-                   (array_agg(data ->> 'email' ORDER BY pos DESC) FILTER (WHERE {sets_email}))[1]
-                       AS email,
-                   bool_or({sets_name}) AS sets_name,
-                   (array_agg(data ->> 'display_name' ORDER BY pos DESC)
-                       FILTER (WHERE {sets_name}))[1] AS display_name,
-                   (array_agg(data ->> 'updated_at' ORDER BY pos DESC)
-                       FILTER (WHERE {sets_email} OR {sets_name}))[1]::timestamptz AS updated_at
+                   min(pos) FILTER (WHERE type = '{REGISTERED}') AS registered,
+                   max(pos) FILTER (WHERE {sets_email}) AS email,
+                   max(pos) FILTER (WHERE {sets_name}) AS named,
+                   max(pos) FILTER (WHERE {sets_email} OR {sets_name}) AS changed
             FROM {PAGE_TABLE}
             WHERE type IN ('{REGISTERED}', '{UPDATED}', '{DELETED}')
             GROUP BY subject
+        ),
+        folded AS MATERIALIZED (
+            SELECT per.subject, per.tracked, per.deleted, r.data AS reg,
+                   per.email IS NOT NULL AS sets_email, e.data ->> 'email' AS email,
+                   per.named IS NOT NULL AS sets_name, n.data ->> 'display_name' AS display_name,
+                   (c.data ->> 'updated_at')::timestamptz AS updated_at
+            FROM per
+            LEFT JOIN {PAGE_TABLE} r ON r.pos = per.registered
+            LEFT JOIN {PAGE_TABLE} e ON e.pos = per.email
+            LEFT JOIN {PAGE_TABLE} n ON n.pos = per.named
+            LEFT JOIN {PAGE_TABLE} c ON c.pos = per.changed
         ),
         added AS (
             INSERT INTO {table} (user_id, username, email, registered_at, display_name, updated_at)
@@ -80,7 +88,7 @@ def _write(schema: str) -> str:
                    (reg ->> 'registered_at')::timestamptz,
                    CASE WHEN sets_name THEN display_name ELSE reg ->> 'display_name' END,
                    coalesce(updated_at, (reg ->> 'registered_at')::timestamptz)
-            FROM per p
+            FROM folded p
             WHERE NOT tracked AND NOT deleted AND reg IS NOT NULL
               AND (coalesce(reg ->> 'status', 'active') <> 'pending'
                    OR ({_ANSWER}) = 'ProfileCreated')
@@ -91,10 +99,10 @@ def _write(schema: str) -> str:
                 email = CASE WHEN c.sets_email THEN c.email ELSE t.email END,
                 display_name = CASE WHEN c.sets_name THEN c.display_name ELSE t.display_name END,
                 updated_at = c.updated_at
-            FROM per c
+            FROM folded c
             WHERE t.user_id = c.subject AND c.tracked AND NOT c.deleted
               AND (c.sets_email OR c.sets_name)
         )
-        DELETE FROM {table} AS t USING per c
+        DELETE FROM {table} AS t USING folded c
         WHERE t.user_id = c.subject AND c.tracked AND c.deleted
     """
