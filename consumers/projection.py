@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events import Envelope, Event
 
 if TYPE_CHECKING:
-    from consumers.replay.in_database import SqlRows
     from consumers.replay.raw import BulkRows
+    from consumers.replay.sql_rows import SqlRows
 
 
 class Projection(ABC):

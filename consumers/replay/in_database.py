@@ -14,7 +14,6 @@ transaction. Anything else and the same page goes through the existing path
 
 import asyncio
 import logging
-from typing import Protocol
 
 import asyncpg
 from sqlalchemy import text
@@ -29,11 +28,11 @@ from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
 from consumers.replay.sources import ReplaySource, SourcePage
 from consumers.replay.sql_checks import checked_events
+from consumers.replay.sql_rows import PAGE_TABLE, SqlRows
 from infra.event_log import PostgresEventLog
 
 logger = logging.getLogger(__name__)
 
-PAGE_TABLE = "replay_page"
 # Per page's transaction. A page's rows meet the shadow's tables (hundreds of thousands of
 # rows) by index, a few thousand lookups; the planner, not knowing the staged page, would
 # rather read those tables whole for each page, and compile the statements (JIT) for it.
@@ -47,30 +46,6 @@ _CREATE_PAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {PAGE_TABLE} (pos bigint PRIMARY KEY, ok bool, "
     "subject uuid, sequence int, type text, data jsonb, n int, last int) ON COMMIT DELETE ROWS"
 )
-
-
-class SqlRows(Protocol):
-    """A projection's in-database replay: its rows from the staged page, by SQL.
-
-    The page is the temporary table `replay_page`, one row per event in log order: `pos`
-    (the log position), `subject` (uuid), `sequence`, `type`, `data` (jsonb, checked as its
-    model reads it), `n` (the event's rank among its user's events on the page, from 1) and
-    `last` (the user's tracked sequence before the page; NULL: not tracked yet). Every
-    user's events on it follow on from `last` without gap or repeat. `refused` says why
-    the page must go through the models instead (None: it need not), before anything is
-    written; `write` then changes the projection's tables in `schema` for the whole page.
-    """
-
-    handled: frozenset[str]
-    """The event types the projection changes its view for (the others are only tracked)."""
-
-    async def refused(self, conn: asyncpg.Connection, schema: str) -> str | None:
-        """Why this page is not for SQL, or None."""
-        ...
-
-    async def write(self, conn: asyncpg.Connection, schema: str) -> None:
-        """Apply the staged page to the tables in `schema`."""
-        ...
 
 
 async def in_database_log(

@@ -7,8 +7,8 @@ from sqlalchemy import Table, delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
-from consumers.replay.in_database import SqlRows
 from consumers.replay.raw import BulkRows
+from consumers.replay.sql_rows import SqlRows
 from downstream_examples.profiles.answers import answer_registrations, create_answer_outbox
 from downstream_examples.profiles.bulk import ProfileBulkRows
 from downstream_examples.profiles.sql_rows import ProfileSqlRows

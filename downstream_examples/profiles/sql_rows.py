@@ -15,7 +15,7 @@ from functools import cache
 
 import asyncpg
 
-from consumers.replay.in_database import PAGE_TABLE
+from consumers.replay.sql_rows import PAGE_TABLE
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA
 
 REGISTERED, UPDATED, DELETED = "UserRegistered", "UserUpdated", "UserDeleted"

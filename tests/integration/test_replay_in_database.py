@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.applier import ProjectionApplier
 from consumers.replay import replay
-from consumers.replay.in_database import SqlRows
 from consumers.replay.raw import BulkRows
 from consumers.replay.sql_checks import timestamp_ok
+from consumers.replay.sql_rows import SqlRows
 from consumers.sources import OutboxLogSource
 from downstream_examples.profiles.answers import EVENT_SOURCE
 from downstream_examples.profiles.projection import ProfileProjection
