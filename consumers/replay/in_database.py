@@ -14,6 +14,7 @@ transaction. Anything else and the same page goes through the existing path
 
 import asyncio
 import logging
+from functools import cache
 
 import asyncpg
 from sqlalchemy import text
@@ -36,9 +37,11 @@ logger = logging.getLogger(__name__)
 # Per page's transaction. A page's rows meet the shadow's tables (hundreds of thousands of
 # rows) by index, a few thousand lookups; the planner, not knowing the staged page, would
 # rather read those tables whole for each page, and compile the statements (JIT) for it.
+# A page's grouping by user fits in memory (the default work_mem spills it to disk).
 _SETTINGS = (
     "SELECT set_config('synchronous_commit', 'off', true), set_config('jit', 'off', true), "
-    "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+    "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), "
+    "set_config('work_mem', '64MB', true)"
 )
 # Made once per pass (not per page: statements prepared on it stay valid), emptied by
 # every commit.
@@ -150,11 +153,7 @@ async def _apply_range(
         logger.debug("%s: a page goes through the models: %s", applier.projection.name, why)
         return await _through_models(conn, applier, log_schema, start, end)
     await rows.write(driver, schema)
-    await driver.execute(
-        f'INSERT INTO "{schema}".tracking AS t (subject, sequence) '
-        f"SELECT subject, max(sequence) FROM {PAGE_TABLE} GROUP BY subject "
-        "ON CONFLICT (subject) DO UPDATE SET sequence = excluded.sequence, applied_at = now()"
-    )
+    await driver.execute(_track(schema))
     return BatchOutcome(applied=handled, skipped=events - handled), events
 
 
@@ -179,6 +178,19 @@ def _stage(log_schema: str, schema: str) -> str:
         "row_number() OVER (PARTITION BY s.subject ORDER BY s.id), t.sequence "
         f'FROM ({checked_events(log_schema)}) s LEFT JOIN "{schema}".tracking t '
         "ON t.subject = s.subject"
+    )
+
+
+@cache
+def _track(schema: str) -> str:
+    # New users inserted, the others updated: no speculative insertion (ON CONFLICT).
+    return (
+        f"WITH moved AS (SELECT subject, max(sequence) AS sequence, bool_or(last IS NULL) AS new "
+        f"FROM {PAGE_TABLE} GROUP BY subject), "
+        f'added AS (INSERT INTO "{schema}".tracking (subject, sequence) '
+        "SELECT subject, sequence FROM moved WHERE new) "
+        f'UPDATE "{schema}".tracking AS t SET sequence = m.sequence, applied_at = now() '
+        "FROM moved m WHERE t.subject = m.subject AND NOT m.new"
     )
 
 

@@ -51,36 +51,51 @@ class ProfileSqlRows:
         await conn.execute(_write(schema))
 
 
+def _last(value: str, where: str) -> str:
+    """SQL: `value` (text, may be NULL) of the user's last event on the page where `where`.
+
+    One aggregate, no sort: the largest of sequence (zero-padded) and value as one string
+    in byte order; the user's sequences rise with their positions on the page (the page
+    was checked for it). `v`/`n` keep a NULL value apart from no such event.
+    """
+    return (
+        f"substr(max(lpad(sequence::text, 10, '0') || coalesce('v' || ({value}), 'n') "
+        f'COLLATE "C") FILTER (WHERE {where}), 11)'
+    )
+
+
+def _value(last: str) -> str:
+    return f"CASE WHEN left({last}, 1) = 'v' THEN substr({last}, 2) END"
+
+
 @cache
 def _write(schema: str) -> str:
-    # Each user's last update that sets a field is found by its position, then joined:
-    # ordered aggregates would sort every user's events apart (PostgreSQL 15).
     table = f'"{schema}".profiles'
     sets_email = f"(type = '{UPDATED}' AND jsonb_typeof(data -> 'email') = 'string')"
     sets_name = f"(type = '{UPDATED}' AND data ? 'display_name')"
+    changes = f"({sets_email} OR {sets_name})"
     return f"""
         WITH per AS MATERIALIZED (
             SELECT subject, bool_or(last IS NOT NULL) AS tracked,
                    bool_or(type = '{DELETED}') AS deleted,
-                   min(pos) FILTER (WHERE type = '{REGISTERED}') AS registered,
-                   max(pos) FILTER (WHERE {sets_email}) AS email,
-                   max(pos) FILTER (WHERE {sets_name}) AS named,
-                   max(pos) FILTER (WHERE {sets_email} OR {sets_name}) AS changed
+                   -- one at most, and first: the page was refused otherwise
+                   (array_agg(data) FILTER (WHERE type = '{REGISTERED}'))[1] AS reg,
+                   {_last("data ->> 'email'", sets_email)} AS email,
+                   {_last("data ->> 'display_name'", sets_name)} AS display_name,
+                   {_last("data ->> 'updated_at'", changes)} AS updated_at
             FROM {PAGE_TABLE}
             WHERE type IN ('{REGISTERED}', '{UPDATED}', '{DELETED}')
             GROUP BY subject
         ),
         folded AS MATERIALIZED (
-            SELECT per.subject, per.tracked, per.deleted, r.data AS reg,
-                   per.email IS NOT NULL AS sets_email, e.data ->> 'email' AS email,
-                   per.named IS NOT NULL AS sets_name, n.data ->> 'display_name' AS display_name,
-                   (c.data ->> 'updated_at')::timestamptz AS updated_at
+            SELECT subject, tracked, deleted, reg,
+                   email IS NOT NULL AS sets_email, {_value("email")} AS email,
+                   display_name IS NOT NULL AS sets_name,
+                   {_value("display_name")} AS display_name,
+                   ({_value("updated_at")})::timestamptz AS updated_at
             FROM per
-            LEFT JOIN {PAGE_TABLE} r ON r.pos = per.registered
-            LEFT JOIN {PAGE_TABLE} e ON e.pos = per.email
-            LEFT JOIN {PAGE_TABLE} n ON n.pos = per.named
-            LEFT JOIN {PAGE_TABLE} c ON c.pos = per.changed
         ),
+        -- No ON CONFLICT: a user the shadow does not track has no row in it.
         added AS (
             INSERT INTO {table} (user_id, username, email, registered_at, display_name, updated_at)
             SELECT subject, reg ->> 'username',
@@ -92,7 +107,6 @@ def _write(schema: str) -> str:
             WHERE NOT tracked AND NOT deleted AND reg IS NOT NULL
               AND (coalesce(reg ->> 'status', 'active') <> 'pending'
                    OR ({_ANSWER}) = 'ProfileCreated')
-            ON CONFLICT (user_id) DO NOTHING
         ),
         changed AS (
             UPDATE {table} AS t SET
