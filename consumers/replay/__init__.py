@@ -49,6 +49,8 @@ class ReplayOutcome:
     resumed_at: str
     # How the build ran: "in-database" (SQL from the log) or "client" (pages read here).
     path: str = "client"
+    # Pages of the in-database build that went through the models instead.
+    handed_over: int = 0
 
     @property
     def applied(self) -> int:
@@ -105,4 +107,5 @@ async def replay(
         f"swapped in: {outcome.applied} applied, {outcome.skipped} not handled, "
         f"{outcome.duplicates} duplicates, {len(outcome.rejected)} rejected"
     )
-    return ReplayOutcome(outcome, timings, start, "client" if log is None else "in-database")
+    path = "client" if log is None else "in-database"
+    return ReplayOutcome(outcome, timings, start, path, state.handed_over)

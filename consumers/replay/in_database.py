@@ -117,7 +117,7 @@ async def _pages(
                 batch_size - 1,
             )
             end = head if bound is None else int(bound)
-            outcome, events = await _apply_range(conn, applier, rows, log.schema, start, end)
+            outcome, events = await _apply_range(conn, applier, rows, log.schema, state, start, end)
             await save_checkpoint(conn, applier.projection.schema, str(end), state.events + events)
         state.position, state.events = str(end), state.events + events
         state.outcome.add(outcome)
@@ -129,6 +129,7 @@ async def _apply_range(
     applier: ProjectionApplier,
     rows: SqlRows,
     log_schema: str,
+    state: BuildState,
     start: int,
     end: int,
 ) -> tuple[BatchOutcome, int]:
@@ -151,6 +152,7 @@ async def _apply_range(
         why = await rows.refused(driver, schema)
     if why is not None:
         logger.debug("%s: a page goes through the models: %s", applier.projection.name, why)
+        state.handed_over += 1
         return await _through_models(conn, applier, log_schema, start, end)
     await rows.write(driver, schema)
     await driver.execute(_track(schema))

@@ -205,6 +205,7 @@ async def test_the_in_database_path_gives_what_the_models_give(
     assert counts(fast) == counts(models)
     pages = -(-len(rows) // 50)
     assert 12 <= len(handed) < pages / 2, handed  # most pages in SQL, the odd ones not
+    assert fast.handed_over == len(handed)
     reasons = " ".join(handed)
     for reason in ("SQL checks", "does not follow", "already tracked", "not answered"):
         assert reason in reasons
@@ -225,7 +226,7 @@ async def test_exact_times_in_other_forms_stay_in_sql(
     fast_tables = await rebuilt(engine)
     await replay(ModelsOnly(), engine, OutboxLogSource(url))
 
-    assert fast.path == "in-database"
+    assert (fast.path, fast.handed_over) == ("in-database", 0)
     assert not [r for r in caplog.records if "goes through the models" in r.getMessage()]
     assert await rebuilt(engine) == fast_tables
     assert len(fast_tables[0]) == 3
