@@ -28,8 +28,8 @@ from consumers.replay.prepare import prepare_page
 from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
 from consumers.replay.sources import ReplaySource, SourcePage
-from consumers.replay.sql_checks import checked_events
 from consumers.replay.sql_rows import PAGE_TABLE, SqlRows
+from consumers.replay.staging import AHEAD, STAGE_TABLE, StagedPage, stage_ddl, stage_pages
 from infra.event_log import PostgresEventLog
 
 logger = logging.getLogger(__name__)
@@ -78,50 +78,55 @@ async def sql_build_pass(
     """Build from `state.position` to the log's commit-safe head as it is now; events read.
 
     As build_pass: each page commits with its checkpoint (the position after it), the
-    commit not waiting for the WAL flush.
+    commit not waiting for the WAL flush. The pages are checked ahead on another
+    connection (consumers/replay/staging.py).
     """
     rows = applier.projection.sql_rows()
     assert rows is not None
+    schema = applier.projection.schema
     head = await log.head()
     events_before = state.events
+    ready: asyncio.Queue[StagedPage | BaseException | None] = asyncio.Queue(maxsize=AHEAD)
     async with engine.connect() as conn:
         driver = await _driver(conn)
-        await driver.execute(_CREATE_PAGE)  # before the first transaction begins
+        # Before the first transaction begins: these stay for the whole pass.
+        await driver.execute(_CREATE_PAGE)
+        for statement in stage_ddl(schema):
+            await driver.execute(statement)
+        start = int(state.position or 0)
+        stager = asyncio.create_task(
+            stage_pages(engine, log, schema, start, head, batch_size, ready)
+        )
         try:
-            await _pages(conn, applier, rows, log, state, head, batch_size, progress)
+            while (page := await ready.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                await _write_page(conn, applier, rows, log, state, page, progress)
         finally:
+            stager.cancel()
+            await asyncio.gather(stager, return_exceptions=True)
             await driver.execute(f"DROP TABLE IF EXISTS pg_temp.{PAGE_TABLE}")
     return state.events - events_before
 
 
-async def _pages(
+async def _write_page(
     conn: AsyncConnection,
     applier: ProjectionApplier,
     rows: SqlRows,
     log: PostgresEventLog,
     state: BuildState,
-    head: int,
-    batch_size: int,
+    page: StagedPage,
     progress: ReplayProgress,
 ) -> None:
-    """Each page of the log up to `head` in a transaction, with its checkpoint."""
-    driver = await _driver(conn)
-    while (start := int(state.position or 0)) < head:
-        async with conn.begin():
-            await conn.execute(text(_SETTINGS))
-            bound = await driver.fetchval(
-                f"SELECT id FROM {log.schema}.outbox WHERE id > $1 AND id <= $2 "
-                "ORDER BY id OFFSET $3 LIMIT 1",
-                start,
-                head,
-                batch_size - 1,
-            )
-            end = head if bound is None else int(bound)
-            outcome, events = await _apply_range(conn, applier, rows, log.schema, state, start, end)
-            await save_checkpoint(conn, applier.projection.schema, str(end), state.events + events)
-        state.position, state.events = str(end), state.events + events
-        state.outcome.add(outcome)
-        progress.advance(end - start, None)
+    """Apply a staged page in one transaction, with its checkpoint."""
+    schema = applier.projection.schema
+    async with conn.begin():
+        await conn.execute(text(_SETTINGS))
+        outcome, events = await _apply_range(conn, applier, rows, log.schema, state, page)
+        await save_checkpoint(conn, schema, str(page.end), state.events + events)
+    state.position, state.events = str(page.end), state.events + events
+    state.outcome.add(outcome)
+    progress.advance(page.end - page.start, None)
 
 
 async def _apply_range(
@@ -130,13 +135,13 @@ async def _apply_range(
     rows: SqlRows,
     log_schema: str,
     state: BuildState,
-    start: int,
-    end: int,
+    page: StagedPage,
 ) -> tuple[BatchOutcome, int]:
-    """Apply the log's events in (start, end] to the shadow; what happened, events read."""
+    """Apply the log's events in the page to the shadow; what happened, events read."""
     driver = await _driver(conn)
     schema = applier.projection.schema
-    await driver.execute(_stage(log_schema, schema), start, end)
+    await driver.execute(_from_stage(schema), page.end)
+    await driver.execute(f'DELETE FROM "{schema}".{STAGE_TABLE} WHERE page = $1', page.end)
     malformed, unordered, events, handled = await driver.fetchrow(
         "SELECT count(*) FILTER (WHERE NOT ok), "
         "count(*) FILTER (WHERE ok AND sequence <> coalesce(last, 0) + n), "
@@ -153,7 +158,7 @@ async def _apply_range(
     if why is not None:
         logger.debug("%s: a page goes through the models: %s", applier.projection.name, why)
         state.handed_over += 1
-        return await _through_models(conn, applier, log_schema, start, end)
+        return await _through_models(conn, applier, log_schema, page.start, page.end)
     await rows.write(driver, schema)
     await driver.execute(_track(schema))
     return BatchOutcome(applied=handled, skipped=events - handled), events
@@ -174,12 +179,13 @@ async def _through_models(
     return await apply_page(conn, applier, prepared), len(found)
 
 
-def _stage(log_schema: str, schema: str) -> str:
+@cache
+def _from_stage(schema: str) -> str:
     return (
-        f"INSERT INTO {PAGE_TABLE} SELECT s.id, s.ok, s.subject, s.sequence, s.type, s.data, "
-        "row_number() OVER (PARTITION BY s.subject ORDER BY s.id), t.sequence "
-        f'FROM ({checked_events(log_schema)}) s LEFT JOIN "{schema}".tracking t '
-        "ON t.subject = s.subject"
+        f"INSERT INTO {PAGE_TABLE} SELECT s.pos, s.ok, s.subject, s.sequence, s.type, s.data, "
+        "row_number() OVER (PARTITION BY s.subject ORDER BY s.pos), t.sequence "
+        f'FROM "{schema}".{STAGE_TABLE} s LEFT JOIN "{schema}".tracking t '
+        "ON t.subject = s.subject WHERE s.page = $1"
     )
 
 
