@@ -45,6 +45,14 @@ TARGET_RATE = 100_000
 MARKS = (0.1, 0.5, 0.9)
 
 
+class ClientBuild(ProfileProjection):
+    """The profile projection without its in-database build: pages read by Python (--client)."""
+
+    def sql_rows(self) -> None:
+        """None: the client build runs."""
+        return None
+
+
 class RssAtProgress(LogProgress):
     """The replay's progress, noting the process's resident memory as it passes each mark."""
 
@@ -115,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
             show_load("before the replay")
             started = time.perf_counter()
             outcome = await replay(
-                ProfileProjection(),
+                ClientBuild() if args.client else ProfileProjection(),
                 engine,
                 OutboxLogSource(sqlalchemy_url(url)),
                 batch_size=args.batch,
@@ -153,6 +161,9 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000, help="events (%(default)s)")
     parser.add_argument(
         "--batch", type=int, default=10_000, help="rows a transaction (%(default)s)"
+    )
+    parser.add_argument(
+        "--client", action="store_true", help="the client build (pages read by Python)"
     )
     setup_process()
     asyncio.run(main(parser.parse_args()))

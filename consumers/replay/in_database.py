@@ -44,9 +44,9 @@ _SETTINGS = (
     "set_config('work_mem', '64MB', true)"
 )
 # Made once per pass (not per page: statements prepared on it stay valid), emptied by
-# every commit.
+# every commit. No index: every statement reads the page whole.
 _CREATE_PAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {PAGE_TABLE} (pos bigint PRIMARY KEY, ok bool, "
+    f"CREATE TEMP TABLE IF NOT EXISTS {PAGE_TABLE} (pos bigint, ok bool, "
     "subject uuid, sequence int, type text, data jsonb, n int, last int) ON COMMIT DELETE ROWS"
 )
 
@@ -54,16 +54,24 @@ _CREATE_PAGE = (
 async def in_database_log(
     engine: AsyncEngine, projection: Projection, source: ReplaySource
 ) -> PostgresEventLog | None:
-    """The log, if `source` is a PostgreSQL event log in `engine`'s own database and
-    `projection` has SqlRows; None: the replay takes the existing path."""
+    """The log, if `source` is a PostgreSQL event log in `engine`'s own database that
+    `engine`'s role may read, and `projection` has SqlRows; None: the client build runs."""
     log = getattr(source, "log", None)
     if projection.sql_rows() is None or source.kind != "log":
         return None
     if not isinstance(log, PostgresEventLog):
         return None
     async with engine.connect() as conn:
-        same = await log.shares_database(await _driver(conn))
-    return log if same else None
+        driver = await _driver(conn)
+        same = await log.shares_database(driver)
+        # The log's URL may name another role (one that may read the outbox) than ours.
+        readable = same and await driver.fetchval(
+            "SELECT CASE WHEN has_schema_privilege($1, 'USAGE') "
+            "THEN has_table_privilege($2, 'SELECT') ELSE false END",
+            log.schema,
+            f"{log.schema}.outbox",
+        )
+    return log if readable else None
 
 
 async def sql_build_pass(

@@ -36,7 +36,9 @@ def stage_ddl(schema: str) -> list[str]:
     return [
         f"CREATE UNLOGGED TABLE IF NOT EXISTS {table} (page bigint NOT NULL, "
         "pos bigint NOT NULL, ok bool NOT NULL, subject uuid NOT NULL, sequence int NOT NULL, "
-        "type text, data jsonb, PRIMARY KEY (page, pos))",
+        "type text, data jsonb)",
+        # Read and deleted by page; a page's rows share their key (deduplicated in the index).
+        f"CREATE INDEX IF NOT EXISTS {STAGE_TABLE}_page ON {table} (page)",
         f"TRUNCATE {table}",
     ]
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -362,3 +363,33 @@ async def test_a_replay_with_nothing_in_the_log_swaps_in_an_empty_view(
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM profiles.profiles")) == 0
     assert (outcome.path, outcome.events.applied) == ("in-database", 0)
+
+
+@pytest.mark.parametrize("grant", ["", "GRANT USAGE ON SCHEMA auth TO {role}"])
+async def test_a_role_that_may_not_read_the_log_takes_the_client_path(
+    isolated_database_url: str, grant: str
+) -> None:
+    history = make_history(300, seed=9)
+    await seed_outbox(isolated_database_url, history)
+    role, database = f"replayer_{uuid.uuid4().hex[:8]}", isolated_database_url.rsplit("/", 1)[1]
+    parts = urlsplit(isolated_database_url)
+    own_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+    admin = await asyncpg.connect(asyncpg_dsn(isolated_database_url))
+    await admin.execute(
+        f'CREATE ROLE {role} LOGIN; GRANT CREATE ON DATABASE "{database}" TO {role}'
+    )
+    engine = create_async_engine(sqlalchemy_url(own_url))
+    try:
+        # The log read as the auth database's owner, the projection written as its own role.
+        source = OutboxLogSource(sqlalchemy_url(isolated_database_url))
+        outcome = await replay(ProfileProjection(), engine, source, batch_size=100)
+        rows, tracked = await rebuilt(engine)
+    finally:
+        await engine.dispose()
+        await admin.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        await admin.close()
+
+    assert outcome.path == "client"
+    expected_rows, expected_tracking = expected_profiles(history)
+    assert [r[0] for r in rows] == sorted(expected_rows)
+    assert dict(tracked) == expected_tracking
