@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from consumers.applier import ProjectionApplier
-from consumers.replay import replay
+from consumers.replay import replay, staging
 from consumers.replay.raw import BulkRows
 from consumers.replay.sql_checks import timestamp_ok
 from consumers.replay.sql_rows import SqlRows
@@ -390,6 +390,33 @@ async def test_a_role_that_may_not_read_the_log_takes_the_client_path(
         await admin.close()
 
     assert outcome.path == "client"
+    expected_rows, expected_tracking = expected_profiles(history)
+    assert [r[0] for r in rows] == sorted(expected_rows)
+    assert dict(tracked) == expected_tracking
+
+
+async def test_a_failing_check_connection_stops_the_replay_and_resume_goes_on(
+    engine: AsyncEngine, isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = make_history(1_000, seed=4)
+    await seed_outbox(isolated_database_url, history)
+    url = sqlalchemy_url(isolated_database_url)
+    real = staging._stage
+    staged: list[int] = []
+
+    def fails_on_the_third(log_schema: str, schema: str) -> str:
+        staged.append(1)
+        return real(log_schema, schema) if len(staged) < 3 else "SELECT no_such_column"
+
+    monkeypatch.setattr(staging, "_stage", fails_on_the_third)
+    with pytest.raises(asyncpg.UndefinedColumnError):
+        await replay(ProfileProjection(), engine, OutboxLogSource(url), batch_size=200)
+    monkeypatch.setattr(staging, "_stage", real)
+
+    outcome = await replay(ProfileProjection(), engine, OutboxLogSource(url), resume=True)
+
+    assert (outcome.path, outcome.resumed_at) == ("in-database", "400")
+    rows, tracked = await rebuilt(engine)
     expected_rows, expected_tracking = expected_profiles(history)
     assert [r[0] for r in rows] == sorted(expected_rows)
     assert dict(tracked) == expected_tracking
