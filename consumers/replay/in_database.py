@@ -1,15 +1,16 @@
 """The in-database replay: the shadow built by SQL from the event log, no event read by Python.
 
 When the event log (PostgresEventLog's outbox) lives in the very database of the
-projection (`in_database_log` proves it) and the projection offers `SqlRows`, each page of
-the log, a range of positions up to the commit-safe head, is staged into a temporary
-table by one INSERT ... SELECT that checks every envelope and its data as the models would
-(consumers/replay/sql_checks.py) and numbers each user's events against the shadow's
-tracking records. If every event passes, every user's sequences follow on from their
-tracking record with no gap or repeat, and the projection's SqlRows takes the page, it
-writes the rows set-based, and the tracking records and the checkpoint follow in the same
-transaction. Anything else and the same page goes through the existing path
-(consumers/replay/bulk.py) in that transaction: detected, never guessed.
+projection (`in_database_log` proves it) and the projection offers `SqlRows`, the log is
+read in pages, ranges of positions up to its commit-safe head. A second connection checks
+each page ahead, every envelope and its data as the models would read them
+(consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction then
+numbers each user's events against the shadow's tracking records; if every event passed,
+every user's sequences follow on from their tracking record with no gap or repeat, and the
+projection's SqlRows takes the page, it writes the rows set-based, and the tracking records
+and the checkpoint follow in the same transaction. Anything else and the same page goes
+through the client path (consumers/replay/bulk.py) in that transaction: detected, never
+guessed.
 """
 
 import asyncio
