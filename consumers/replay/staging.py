@@ -80,7 +80,11 @@ async def stage_pages(
                 )
                 end = head if bound is None else int(bound)
                 async with driver.transaction():
-                    await driver.execute("SET LOCAL jit = off")
+                    # A lost staged page is checked again: no need to wait for the WAL.
+                    await driver.execute(
+                        "SELECT set_config('jit', 'off', true), "
+                        "set_config('synchronous_commit', 'off', true)"
+                    )
                     await driver.execute(_stage(log.schema, schema), start, end)
                 await ready.put(StagedPage(start, end))
                 start = end
