@@ -3,7 +3,8 @@
 Seeds N events (bench/_replay_history.py) into a scratch database, then measures: raw COPY
 of the profile rows that history gives into a scratch table shaped like profiles.profiles
 (indexes included, one transaction per batch); the replay (consumers.replay, from the log,
-into a shadow and swapped in) while a reader thread reads a profile every 50 ms. It prints
+into a shadow and swapped in; in-database when, as here, the log is in the projection's
+database) while a reader thread reads a profile every 50 ms. It prints
 events/s, the ratio to raw COPY, the process's RSS at 10 %, 50 % and 90 % of the build, the
 readers' waits, and checks that the replayed table equals the rows copied.
 """
@@ -17,7 +18,16 @@ from typing import Any
 
 import asyncpg
 import psutil
-from _common import make_parser, percentile, scratch, setup_process, show, show_load, show_ratio
+from _common import (
+    make_parser,
+    percentile,
+    scratch,
+    setup_process,
+    show,
+    show_load,
+    show_ratio,
+    show_text,
+)
 from _reader import ReaderProcess
 from _replay_history import profile_rows, seed, user_id, users_for
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -33,6 +43,14 @@ from infra.settings import sqlalchemy_url
 TARGET_RATIO = 0.5
 TARGET_RATE = 100_000
 MARKS = (0.1, 0.5, 0.9)
+
+
+class ClientBuild(ProfileProjection):
+    """The profile projection without its in-database build: pages read by Python (--client)."""
+
+    def sql_rows(self) -> None:
+        """None: the client build runs."""
+        return None
 
 
 class RssAtProgress(LogProgress):
@@ -105,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
             show_load("before the replay")
             started = time.perf_counter()
             outcome = await replay(
-                ProfileProjection(),
+                ClientBuild() if args.client else ProfileProjection(),
                 engine,
                 OutboxLogSource(sqlalchemy_url(url)),
                 batch_size=args.batch,
@@ -114,6 +132,8 @@ async def main(args: argparse.Namespace) -> None:
             replay_seconds = time.perf_counter() - started
             waits = reader.finish()
             rate = events / replay_seconds
+            show_text("replay build path", outcome.path)
+            show("pages handed to the models", outcome.handed_over, "pages", 0)
             show("replay from the log", rate, "events/s", 0)
             show("replay, profile rows written", row_count / replay_seconds, "rows/s", 0)
             for mark in MARKS:
@@ -141,6 +161,9 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000, help="events (%(default)s)")
     parser.add_argument(
         "--batch", type=int, default=10_000, help="rows a transaction (%(default)s)"
+    )
+    parser.add_argument(
+        "--client", action="store_true", help="the client build (pages read by Python)"
     )
     setup_process()
     asyncio.run(main(parser.parse_args()))

@@ -12,6 +12,7 @@ from events import Envelope, Event
 
 if TYPE_CHECKING:
     from consumers.replay.raw import BulkRows
+    from consumers.replay.sql_rows import SqlRows
 
 
 class Projection(ABC):
@@ -95,6 +96,10 @@ class Projection(ABC):
 
     def bulk_rows(self) -> "BulkRows | None":
         """The fast path of a replay into a shadow (consumers/replay/raw.py), if it has one."""
+        return None
+
+    def sql_rows(self) -> "SqlRows | None":
+        """The in-database replay from a log in the same database (replay/in_database.py)."""
         return None
 
     async def create_tables(self, conn: AsyncConnection) -> None:

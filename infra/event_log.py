@@ -12,6 +12,7 @@ for writers' transactions (milliseconds), never block them.
 """
 
 import asyncio
+import secrets
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -133,6 +134,27 @@ class PostgresEventLog:
         self._safe_head = max(self._safe_head, int(drawn))
         return self._safe_head
 
+    @property
+    def schema(self) -> str:
+        """The schema of the outbox this log reads."""
+        return self._schema
+
+    async def shares_database(self, conn: asyncpg.Connection) -> bool:
+        """Whether `conn` is connected to the very database this log reads (not a copy).
+
+        Proved, not guessed from the URLs: one of the log's connections takes an advisory
+        lock with a random key, and `conn` looks for that lock in its own database.
+        """
+        key = secrets.randbits(63)
+        pool = await self._open()
+        async with pool.acquire() as mine:
+            pid = await mine.fetchval("SELECT pg_backend_pid() FROM pg_advisory_lock($1)", key)
+            try:
+                found = await conn.fetchval(_ADVISORY_HELD, pid, key >> 32, key & 0xFFFFFFFF)
+            finally:
+                await mine.execute("SELECT pg_advisory_unlock($1)", key)
+        return bool(found)
+
     async def close(self) -> None:
         """Close the pool (a later call opens a new one)."""
         if self._pool is not None:
@@ -161,4 +183,10 @@ _STILL_HOLDING = """
     WHERE locktype = 'relation' AND relation = $1::regclass AND mode = 'RowExclusiveLock'
       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND virtualtransaction = ANY($2::text[])
+"""
+# A session advisory lock on a bigint key shows as (classid, objid) = its high and low halves.
+_ADVISORY_HELD = """
+    SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = $1
+      AND classid = $2::bigint::oid AND objid = $3::bigint::oid AND objsubid = 1 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 """

@@ -116,7 +116,8 @@ def replay_command(
         events = outcome.events
         resumed = f" (resumed at {outcome.resumed_at})" if outcome.resumed_at else ""
         return (
-            f"replayed {name} from the {source.value}{resumed}: {events.applied} applied, "
+            f"replayed {name} from the {source.value}{resumed} ({outcome.path} build): "
+            f"{events.applied} applied, "
             f"{events.skipped} not handled, {events.duplicates} duplicates, "
             f"{len(events.rejected)} rejected; the swap held the tables "
             f"{outcome.swap.exclusive_seconds * 1000:.0f} ms"

@@ -6,7 +6,9 @@ transaction per page of the source, with the source position as a checkpoint, so
 interrupted replay resumes (`resume=True`). It reads the source again until a pass finds
 little new, then swaps the shadow in (consumers/replay/swap.py): readers wait at most for
 the table move, never for the build. Tables the projection keeps (`kept_tables`) are
-never rebuilt.
+never rebuilt. When the source is the event log in the projection's own database and
+the projection has SqlRows, the build runs in the database (consumers/replay/in_database.py,
+`path` "in-database"); otherwise each page is read by Python (`path` "client").
 """
 
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState, build_pass
+from consumers.replay.in_database import in_database_log, sql_build_pass
 from consumers.replay.progress import LogProgress, ReplayProgress
 from consumers.replay.shadow import (
     ReplayError,
@@ -44,6 +47,10 @@ class ReplayOutcome:
     swap: SwapTimings
     # The source position the build went on from ("": it started at the beginning).
     resumed_at: str
+    # How the build ran: "in-database" (SQL from the log) or "client" (pages read here).
+    path: str = "client"
+    # Pages of the in-database build that went through the models instead.
+    handed_over: int = 0
 
     @property
     def applied(self) -> int:
@@ -75,10 +82,16 @@ async def replay(
             total, done = await history.total(), history.progress_at(start, events)
             progress.start(total, done)
             applier = ProjectionApplier(shadow)
+            log = await in_database_log(engine, shadow, history)
             for _ in range(MAX_CATCH_UP_PASSES):
-                read = await build_pass(
-                    engine, applier, history, state, batch_size=batch_size, progress=progress
-                )
+                if log is not None:
+                    read = await sql_build_pass(
+                        engine, applier, log, state, batch_size=batch_size, progress=progress
+                    )
+                else:
+                    read = await build_pass(
+                        engine, applier, history, state, batch_size=batch_size, progress=progress
+                    )
                 progress.advance(0, await history.total())
                 if read < batch_size:
                     break
@@ -94,4 +107,5 @@ async def replay(
         f"swapped in: {outcome.applied} applied, {outcome.skipped} not handled, "
         f"{outcome.duplicates} duplicates, {len(outcome.rejected)} rejected"
     )
-    return ReplayOutcome(outcome, timings, start)
+    path = "client" if log is None else "in-database"
+    return ReplayOutcome(outcome, timings, start, path, state.handed_over)

@@ -26,6 +26,8 @@ class BuildState:
     position: str
     events: int
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
+    # Pages the in-database build handed to the models (consumers/replay/in_database.py).
+    handed_over: int = 0
 
 
 async def build_pass(

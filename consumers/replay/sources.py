@@ -72,6 +72,11 @@ class LogSource:
         self._log = log
         self._page_limit = page_limit
 
+    @property
+    def log(self) -> EventLog:
+        """The event log read."""
+        return self._log
+
     async def total(self) -> int:
         """The log's commit-safe head: positions are outbox ids, about one per event."""
         return await self._log.head()

@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.projection import Projection
 from consumers.replay.raw import BulkRows
+from consumers.replay.sql_rows import SqlRows
 from downstream_examples.profiles.answers import answer_registrations, create_answer_outbox
 from downstream_examples.profiles.bulk import ProfileBulkRows
+from downstream_examples.profiles.sql_rows import ProfileSqlRows
 from downstream_examples.profiles.tables import SCHEMA, metadata, profiles, schema_upgrades
 from events import Envelope, Event, UserDeleted, UserRegistered, UserUpdated
 
@@ -43,6 +45,10 @@ class ProfileProjection(Projection):
     def bulk_rows(self) -> BulkRows:
         """Registrations, updates and deletions of active users, straight from their JSON."""
         return ProfileBulkRows()
+
+    def sql_rows(self) -> SqlRows:
+        """The same fold in SQL, when the event log is in the projection's database."""
+        return ProfileSqlRows()
 
     async def apply_many(
         self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]

@@ -85,7 +85,7 @@ async def test_replay_rebuilds_the_projection_from_the_event_log(
             CliRunner().invoke, app, ["replay", "profiles", "--source", "log"], env=env
         )
     assert result.exit_code == 0, result.output
-    assert "replayed profiles from the log: 3 applied" in result.output
+    assert "replayed profiles from the log (in-database build): 3 applied" in result.output
     assert "3 not handled" in result.output  # the password changes: profiles ignore them
     progress = [r.getMessage() for r in caplog.records if r.name == "consumers.replay"]
     assert progress[0] == "replay profiles: building, starting at 0 of 6"

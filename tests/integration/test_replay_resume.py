@@ -96,6 +96,7 @@ async def test_a_replay_killed_halfway_resumes_from_its_checkpoint(
 
     assert code == 0, output
     assert "(resumed at " in output
+    assert "(in-database build)" in output  # the log is in the projection's database
     resumed_at = int(output.split("(resumed at ", 1)[1].split(")", 1)[0])
     assert resumed_at >= int(stopped[0])  # went on, never back to the start
     await assert_profiles_equal(engine, history)

@@ -1,0 +1,217 @@
+"""The in-database replay: the shadow built by SQL from the event log, no event read by Python.
+
+When the event log (PostgresEventLog's outbox) lives in the very database of the
+projection (`in_database_log` proves it) and the projection offers `SqlRows`, the log is
+read in pages, ranges of positions up to its commit-safe head. A second connection checks
+each page ahead, every envelope and its data as the models would read them
+(consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction then
+numbers each user's events against the shadow's tracking records; if every event passed,
+every user's sequences follow on from their tracking record with no gap or repeat, and the
+projection's SqlRows takes the page, it writes the rows set-based, and the tracking records
+and the checkpoint follow in the same transaction. Anything else and the same page goes
+through the client path (consumers/replay/bulk.py) in that transaction: detected, never
+guessed.
+"""
+
+import asyncio
+import logging
+from functools import cache
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from consumers.applier import BatchOutcome, ProjectionApplier
+from consumers.projection import Projection
+from consumers.replay.build import BuildState
+from consumers.replay.bulk import apply_page
+from consumers.replay.prepare import prepare_page
+from consumers.replay.progress import ReplayProgress
+from consumers.replay.shadow import save_checkpoint
+from consumers.replay.sources import ReplaySource, SourcePage
+from consumers.replay.sql_rows import PAGE_TABLE, SqlRows
+from consumers.replay.staging import AHEAD, STAGE_TABLE, StagedPage, stage_ddl, stage_pages
+from infra.event_log import PostgresEventLog
+
+logger = logging.getLogger(__name__)
+
+# Per page's transaction. A page's rows meet the shadow's tables (hundreds of thousands of
+# rows) by index, a few thousand lookups; the planner, not knowing the staged page, would
+# rather read those tables whole for each page, and compile the statements (JIT) for it.
+# A page's grouping by user fits in memory (the default work_mem spills it to disk).
+_SETTINGS = (
+    "SELECT set_config('synchronous_commit', 'off', true), set_config('jit', 'off', true), "
+    "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), "
+    "set_config('work_mem', '64MB', true)"
+)
+# Made once per pass (not per page: statements prepared on it stay valid), emptied by
+# every commit. No index: every statement reads the page whole.
+_CREATE_PAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {PAGE_TABLE} (pos bigint, ok bool, "
+    "subject uuid, sequence int, type text, data jsonb, n int, last int) ON COMMIT DELETE ROWS"
+)
+
+
+async def in_database_log(
+    engine: AsyncEngine, projection: Projection, source: ReplaySource
+) -> PostgresEventLog | None:
+    """The log, if `source` is a PostgreSQL event log in `engine`'s own database that
+    `engine`'s role may read, and `projection` has SqlRows; None: the client build runs."""
+    log = getattr(source, "log", None)
+    if projection.sql_rows() is None or source.kind != "log":
+        return None
+    if not isinstance(log, PostgresEventLog):
+        return None
+    async with engine.connect() as conn:
+        driver = await _driver(conn)
+        same = await log.shares_database(driver)
+        # The log's URL may name another role (one that may read the outbox) than ours.
+        readable = same and await driver.fetchval(
+            "SELECT CASE WHEN has_schema_privilege($1, 'USAGE') "
+            "THEN has_table_privilege($2, 'SELECT') ELSE false END",
+            log.schema,
+            f"{log.schema}.outbox",
+        )
+    return log if readable else None
+
+
+async def sql_build_pass(
+    engine: AsyncEngine,
+    applier: ProjectionApplier,
+    log: PostgresEventLog,
+    state: BuildState,
+    *,
+    batch_size: int,
+    progress: ReplayProgress,
+) -> int:
+    """Build from `state.position` to the log's commit-safe head as it is now; events read.
+
+    As build_pass: each page commits with its checkpoint (the position after it), the
+    commit not waiting for the WAL flush. The pages are checked ahead on another
+    connection (consumers/replay/staging.py).
+    """
+    rows = applier.projection.sql_rows()
+    assert rows is not None
+    schema = applier.projection.schema
+    head = await log.head()
+    events_before = state.events
+    ready: asyncio.Queue[StagedPage | BaseException | None] = asyncio.Queue(maxsize=AHEAD)
+    async with engine.connect() as conn:
+        driver = await _driver(conn)
+        # Before the first transaction begins: these stay for the whole pass.
+        await driver.execute(_CREATE_PAGE)
+        for statement in stage_ddl(schema):
+            await driver.execute(statement)
+        start = int(state.position or 0)
+        stager = asyncio.create_task(
+            stage_pages(engine, log, schema, start, head, batch_size, ready)
+        )
+        try:
+            while (page := await ready.get()) is not None:
+                if isinstance(page, BaseException):
+                    raise page
+                await _write_page(conn, applier, rows, log, state, page, progress)
+        finally:
+            stager.cancel()
+            await asyncio.gather(stager, return_exceptions=True)
+            await driver.execute(f"DROP TABLE IF EXISTS pg_temp.{PAGE_TABLE}")
+    return state.events - events_before
+
+
+async def _write_page(
+    conn: AsyncConnection,
+    applier: ProjectionApplier,
+    rows: SqlRows,
+    log: PostgresEventLog,
+    state: BuildState,
+    page: StagedPage,
+    progress: ReplayProgress,
+) -> None:
+    """Apply a staged page in one transaction, with its checkpoint."""
+    schema = applier.projection.schema
+    async with conn.begin():
+        await conn.execute(text(_SETTINGS))
+        outcome, events = await _apply_range(conn, applier, rows, log.schema, state, page)
+        await save_checkpoint(conn, schema, str(page.end), state.events + events)
+    state.position, state.events = str(page.end), state.events + events
+    state.outcome.add(outcome)
+    progress.advance(page.end - page.start, None)
+
+
+async def _apply_range(
+    conn: AsyncConnection,
+    applier: ProjectionApplier,
+    rows: SqlRows,
+    log_schema: str,
+    state: BuildState,
+    page: StagedPage,
+) -> tuple[BatchOutcome, int]:
+    """Apply the log's events in the page to the shadow; what happened, events read."""
+    driver = await _driver(conn)
+    schema = applier.projection.schema
+    await driver.execute(_from_stage(schema), page.end)
+    await driver.execute(f'DELETE FROM "{schema}".{STAGE_TABLE} WHERE page = $1', page.end)
+    malformed, unordered, events, handled = await driver.fetchrow(
+        "SELECT count(*) FILTER (WHERE NOT ok), "
+        "count(*) FILTER (WHERE ok AND sequence <> coalesce(last, 0) + n), "
+        f"count(*), count(*) FILTER (WHERE type = ANY($1::text[])) FROM {PAGE_TABLE}",
+        list(rows.handled),
+    )
+    why: str | None = None
+    if malformed:
+        why = f"{malformed} events the SQL checks do not take"
+    elif unordered:
+        why = f"{unordered} events whose sequence does not follow the user's last"
+    else:
+        why = await rows.refused(driver, schema)
+    if why is not None:
+        logger.debug("%s: a page goes through the models: %s", applier.projection.name, why)
+        state.handed_over += 1
+        return await _through_models(conn, applier, log_schema, page.start, page.end)
+    await rows.write(driver, schema)
+    await driver.execute(_track(schema))
+    return BatchOutcome(applied=handled, skipped=events - handled), events
+
+
+async def _through_models(
+    conn: AsyncConnection, applier: ProjectionApplier, log_schema: str, start: int, end: int
+) -> tuple[BatchOutcome, int]:
+    """The page read as the existing path reads it, and applied by that path."""
+    driver = await _driver(conn)
+    found = await driver.fetch(
+        f"SELECT payload::text FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 ORDER BY id",
+        start,
+        end,
+    )
+    page = SourcePage([row[0] for row in found], None, str(end), end - start)
+    prepared = await asyncio.to_thread(prepare_page, page, applier.projection)
+    return await apply_page(conn, applier, prepared), len(found)
+
+
+@cache
+def _from_stage(schema: str) -> str:
+    return (
+        f"INSERT INTO {PAGE_TABLE} SELECT s.pos, s.ok, s.subject, s.sequence, s.type, s.data, "
+        "row_number() OVER (PARTITION BY s.subject ORDER BY s.pos), t.sequence "
+        f'FROM "{schema}".{STAGE_TABLE} s LEFT JOIN "{schema}".tracking t '
+        "ON t.subject = s.subject WHERE s.page = $1"
+    )
+
+
+@cache
+def _track(schema: str) -> str:
+    # New users inserted, the others updated: no speculative insertion (ON CONFLICT).
+    return (
+        f"WITH moved AS (SELECT subject, max(sequence) AS sequence, bool_or(last IS NULL) AS new "
+        f"FROM {PAGE_TABLE} GROUP BY subject), "
+        f'added AS (INSERT INTO "{schema}".tracking (subject, sequence) '
+        "SELECT subject, sequence FROM moved WHERE new) "
+        f'UPDATE "{schema}".tracking AS t SET sequence = m.sequence, applied_at = now() '
+        "FROM moved m WHERE t.subject = m.subject AND NOT m.new"
+    )
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
