@@ -117,6 +117,10 @@ def _value_check(annotation: Any, metadata: list[Any], v: str) -> str | None:
         return _string_check(metadata, v)
     if metadata:
         return None
+    if annotation is bool:
+        # JSON true/false only: the models also take "true", 1 and the like, which are
+        # left to them (SQL may take less than the models, never more).
+        return f"jsonb_typeof({v}) = 'boolean'"
     if annotation is datetime:
         return f"({_string(v)} AND {timestamp_ok(_text(v))})"
     return None  # a UUID other than user_id, a number, ...: left to the models
