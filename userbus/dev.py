@@ -35,6 +35,14 @@ class DevSettings(UserbusSettings):
     require_profile: bool = False
 
 
+def consumer_settings(database_url: str, broker_url: str) -> ConsumerSettings:
+    """The profile consumer's: it shares the auth database here, so it heals from the event
+    log itself (a per-user gap, a stream that lost entries) and reports its lag behind it."""
+    return ConsumerSettings(
+        database_url=database_url, broker_url=broker_url, event_log_url=database_url
+    )
+
+
 async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
     """Migrate, then run the API, the relay and the profile consumer until `stop` is set.
 
@@ -56,7 +64,7 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
             require_profile=settings.require_profile,
         )  # fmt: skip
         relay = RelaySettings(database_url=database_url, broker_url=broker_url)
-        consumer = ConsumerSettings(database_url=database_url, broker_url=broker_url)
+        consumer = consumer_settings(database_url, broker_url)
         base = f"http://{settings.api_host}:{settings.api_port}"
         print(
             f"userbus is running\n  API:    {base}\n  docs:   {base}/docs\n"

@@ -20,6 +20,7 @@ import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import ValidationError
 
+from consumers.settings import ConsumerSettings
 from tests.conftest import ADMIN_URL, free_port
 from tests.integration.deploy_checks import (
     SETTINGS_OF_COMMAND,
@@ -348,3 +349,13 @@ def test_prune_healthcheck_is_healthy_while_postgres_answers(
     assert _run_check(check, environment={"USERBUS_DATABASE_URL": ADMIN_URL}) == 0
     unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     assert _run_check(check, environment={"USERBUS_DATABASE_URL": unreachable}) != 0
+
+
+def test_the_profile_consumer_heals_from_the_log_of_the_database_it_shares(
+    userbus_services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    environment = {k: str(v) for k, v in userbus_services["profiles"]["environment"].items()}
+    with only_environment(environment, cwd=tmp_path):
+        settings = ConsumerSettings()
+    assert settings.event_log_url is not None
+    assert settings.event_log_url == settings.database_url
