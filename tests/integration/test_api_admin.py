@@ -226,8 +226,8 @@ PUBLIC = {
     ("POST", "/auth/token"), ("GET", "/auth/basic"), ("POST", "/auth/refresh"),
     ("POST", "/auth/logout"), ("POST", "/auth/password"), ("POST", "/auth/password-reset"),
     ("POST", "/auth/password-reset/confirm"), ("GET", "/.well-known/jwks.json"),
-    ("GET", "/healthz"), ("POST", "/auth/mfa/verify"),
-    ("GET", "/healthz"), ("POST", "/auth/verify-email/request"),
+    ("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"),
+    ("POST", "/auth/mfa/verify"), ("POST", "/auth/verify-email/request"),
     ("POST", "/auth/verify-email/confirm"),
 }  # fmt: skip
 OWN_ACCOUNT = {

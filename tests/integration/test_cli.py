@@ -4,7 +4,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -50,6 +50,21 @@ def test_an_unknown_projection_is_a_usage_error_naming_the_known_ones() -> None:
     assert "profiles" in result.output
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """The root and audit loggers as they were, after a test that runs `main()`.
+
+    main() configures the process's logging: handlers on this test's captured stderr,
+    which is closed once the test ends, would fail every later test's log lines.
+    """
+    root, audit = logging.getLogger(), logging.getLogger(AUDIT_LOGGER)
+    saved = (list(root.handlers), root.level, list(audit.handlers))
+    yield
+    root.handlers[:], audit.handlers[:] = saved[0], saved[2]
+    root.setLevel(saved[1])
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_missing_configuration_is_reported_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
