@@ -85,6 +85,9 @@ class AuthSettings(MailSettings, DatabaseSettings):
     # TOTP second factor: a Fernet key (README, "Two-factor login") encrypting TOTP secrets
     # and keying recovery-code digests. Unset outside production: generated in data_dir.
     mfa_encryption_key: SecretStr | None = None
+    # Keys that encrypted before a rotation: they still decrypt secrets (re-encrypted under
+    # the current key at their next accepted code) and still key recovery-code digests.
+    mfa_previous_encryption_keys: list[SecretStr] = Field(default_factory=list)
     # The issuer an authenticator app shows beside the account name.
     mfa_issuer: str = Field(default="userbus", min_length=1, max_length=64)
     # How long the challenge between the password and the code lives.
@@ -101,14 +104,20 @@ class AuthSettings(MailSettings, DatabaseSettings):
 
     @model_validator(mode="after")
     def _mfa_key_is_a_fernet_key(self) -> "AuthSettings":
-        if self.mfa_encryption_key is not None:
-            key = self.mfa_encryption_key.get_secret_value().encode("ascii", "replace")
+        named = [("USERBUS_MFA_ENCRYPTION_KEY", self.mfa_encryption_key)] + [
+            ("each of USERBUS_MFA_PREVIOUS_ENCRYPTION_KEYS", k)
+            for k in self.mfa_previous_encryption_keys
+        ]
+        for name, secret in named:
+            if secret is None:
+                continue
+            key = secret.get_secret_value().encode("ascii", "replace")
             try:
                 if len(base64.urlsafe_b64decode(key)) != 32:
                     raise ValueError("wrong length")
             except ValueError as exc:
                 raise ValueError(
-                    "USERBUS_MFA_ENCRYPTION_KEY must be 32 bytes in URL-safe base64 "
+                    f"{name} must be 32 bytes in URL-safe base64 "
                     "(python -c 'from cryptography.fernet import Fernet; "
                     "print(Fernet.generate_key().decode())')"
                 ) from exc

@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from auth.domain.errors import AuthError
+from auth.maintenance.mfa_rotation import rotate_mfa_secrets
 from auth.migrations import upgrade
 from auth.saga.main import run_registration_saga
 from auth.security.audit import AUDIT_LOGGER, JsonLineFormatter
@@ -174,6 +175,21 @@ def create_admin_command(
         typer.echo(f"userbus: {exc.message}", err=True)
         raise SystemExit(1) from None
     typer.echo(f"created admin {username} ({user_id})")
+
+
+@users_app.command("rotate-mfa-key")
+def rotate_mfa_key_command() -> None:
+    """Re-encrypt every TOTP secret under USERBUS_MFA_ENCRYPTION_KEY (after a key rotation).
+
+    Exits 1 if some secret is readable by no configured key (those users need an MFA reset).
+    """
+    result = asyncio.run(rotate_mfa_secrets(AuthSettings()))
+    typer.echo(
+        f"re-encrypted {result.moved} TOTP secrets; {result.current} already under the "
+        f"current key; {result.unreadable} readable by no configured key"
+    )
+    if result.unreadable:
+        raise SystemExit(1)
 
 
 @events_app.command("schema")

@@ -1,5 +1,6 @@
 """Where TOTP enrolments and recovery codes are kept (the secret only encrypted)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -50,8 +51,15 @@ class MfaRepository(Protocol):
         """Forget the user's recovery codes and store these instead."""
         ...
 
-    async def spend_recovery_code(self, user_id: UUID, digest: bytes, *, now: datetime) -> bool:
-        """Mark the code used if it is the user's and unused; whether it was."""
+    async def spend_recovery_code(
+        self, user_id: UUID, digests: Sequence[bytes], *, now: datetime
+    ) -> bool:
+        """Mark the code (one of `digests`: under each key) used if it is the user's and
+        unused; whether it was."""
+        ...
+
+    async def replace_secret(self, user_id: UUID, ciphertext: bytes) -> None:
+        """Store the same secret encrypted anew (after a key rotation)."""
         ...
 
     async def unused_recovery_codes(self, user_id: UUID) -> int:
@@ -132,18 +140,28 @@ class SqlAlchemyMfaRepository:
         rows = [{"code_hash": d, "user_id": user_id, "created_at": now} for d in digests]
         await self._conn.execute(insert(mfa_recovery_codes), rows)
 
-    async def spend_recovery_code(self, user_id: UUID, digest: bytes, *, now: datetime) -> bool:
+    async def spend_recovery_code(
+        self, user_id: UUID, digests: Sequence[bytes], *, now: datetime
+    ) -> bool:
         """Mark the code used if it is the user's and unused (atomic: it works once)."""
         result = await self._conn.execute(
             update(mfa_recovery_codes)
             .where(
-                mfa_recovery_codes.c.code_hash == digest,
+                mfa_recovery_codes.c.code_hash.in_(list(digests)),
                 mfa_recovery_codes.c.user_id == user_id,
                 mfa_recovery_codes.c.used_at.is_(None),
             )
             .values(used_at=now)
         )
         return result.rowcount == 1
+
+    async def replace_secret(self, user_id: UUID, ciphertext: bytes) -> None:
+        """Store the same secret encrypted anew (after a key rotation)."""
+        await self._conn.execute(
+            update(mfa_totp)
+            .where(mfa_totp.c.user_id == user_id)
+            .values(secret_ciphertext=ciphertext)
+        )
 
     async def unused_recovery_codes(self, user_id: UUID) -> int:
         """How many of the user's recovery codes are left."""

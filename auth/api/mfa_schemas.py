@@ -80,6 +80,12 @@ class TotpConfirmRequest(_Request):
     code: TotpCode
 
 
+class RecoveryCodesRequest(_Request):
+    """A current code from the app (not a recovery code): new ones need the device."""
+
+    code: TotpCode
+
+
 class RecoveryCodesOut(BaseModel):
     """Ten single-use codes for when the app is lost: shown this once, stored only hashed."""
 

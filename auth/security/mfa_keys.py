@@ -9,15 +9,21 @@ key derived from the same key (HKDF). A slow hash such as bcrypt is for password
 choose; these codes carry 80 random bits each, so no dictionary or brute force gets near one
 even with a fast hash, and the key means a leaked table cannot even be tested offline.
 Checking ten codes with bcrypt would instead cost ten slow hashes per enrolment.
+
+Rotation: USERBUS_MFA_PREVIOUS_ENCRYPTION_KEYS lists keys that still decrypt and still key
+digests. New secrets and codes use the current key; a secret under a previous key is
+re-encrypted under the current one the next time one of its codes is accepted, and recovery
+codes move when the user asks for new ones (POST /auth/mfa/recovery-codes).
 """
 
 import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -28,28 +34,53 @@ from auth.settings import AuthSettings
 class MfaKeys:
     """Encrypts and decrypts TOTP secrets; digests recovery codes."""
 
-    def __init__(self, key: bytes) -> None:
-        self._fernet = Fernet(key)
-        self._digest_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"userbus recovery codes"
-        ).derive(key)
+    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+        self._current = Fernet(key)
+        self._any = MultiFernet([self._current, *map(Fernet, previous)])
+        self._digest_keys = [_digest_key(k) for k in (key, *previous)]
 
     def encrypt(self, secret: str) -> bytes:
-        """The stored form of a TOTP secret."""
-        return self._fernet.encrypt(secret.encode("ascii"))
+        """The stored form of a TOTP secret, under the current key."""
+        return self._current.encrypt(secret.encode("ascii"))
 
     def decrypt(self, ciphertext: bytes) -> str:
-        """The TOTP secret back; MfaUnavailableError if another key encrypted it."""
+        """The TOTP secret back; MfaUnavailableError if no configured key encrypted it."""
         try:
-            return self._fernet.decrypt(ciphertext).decode("ascii")
+            return self._any.decrypt(ciphertext).decode("ascii")
         except InvalidToken as exc:
             # A changed key: fail closed rather than let the second factor be skipped.
             raise MfaUnavailableError() from exc
 
+    def is_current(self, ciphertext: bytes) -> bool:
+        """Whether the current key encrypted this (else a previous one did, or none)."""
+        try:
+            self._current.decrypt(ciphertext)
+        except InvalidToken:
+            return False
+        return True
+
+    def rotated(self, ciphertext: bytes) -> bytes:
+        """The same secret encrypted under the current key; MfaUnavailableError if no
+        configured key reads it."""
+        try:
+            return self._any.rotate(ciphertext)
+        except InvalidToken as exc:
+            raise MfaUnavailableError() from exc
+
     def recovery_digest(self, normalised_code: str) -> bytes:
         """The stored form of a recovery code (normalised by the domain first)."""
+        return self.recovery_digests(normalised_code)[0]
+
+    def recovery_digests(self, normalised_code: str) -> list[bytes]:
+        """The code's digest under each configured key, the current one first."""
         message = normalised_code.encode("utf-8", "surrogatepass")
-        return hmac.new(self._digest_key, message, hashlib.sha256).digest()
+        return [hmac.new(k, message, hashlib.sha256).digest() for k in self._digest_keys]
+
+
+def _digest_key(key: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"userbus recovery codes"
+    ).derive(key)
 
 
 class LazyMfaKeys:
@@ -69,7 +100,11 @@ class LazyMfaKeys:
         if self._keys is None:
             with self._lock:
                 if self._keys is None:
-                    self._keys = MfaKeys(_key_of(self._settings))
+                    previous = [
+                        k.get_secret_value().encode("ascii")
+                        for k in self._settings.mfa_previous_encryption_keys
+                    ]
+                    self._keys = MfaKeys(_key_of(self._settings), previous)
         return self._keys
 
 

@@ -13,7 +13,7 @@ from auth.domain.mfa_errors import MfaAlreadyEnabledError, MfaNotEnabledError, M
 from auth.domain.model import Principal, User
 from auth.service_layer.context import AuthContext, now
 from auth.service_layer.mfa_codes import prove_second_factor
-from auth.service_layer.mfa_context import kit_of
+from auth.service_layer.mfa_context import MfaKit, kit_of
 from auth.service_layer.unit_of_work import MfaUnitOfWork
 from auth.service_layer.users import admin_target
 
@@ -59,12 +59,37 @@ async def confirm_totp(
         await prove_second_factor(ctx, kit, uow, user, code, address=address, pending=True)
         moment = now()
         await uow.mfa.confirm(user.id, now=moment)
-        codes = new_recovery_codes()
-        digests = [kit.keys().recovery_digest(normalise_recovery_code(c)) for c in codes]
-        await uow.mfa.replace_recovery_codes(user.id, digests, now=moment)
+        codes = await _new_recovery_codes(kit, uow, user)
         user.enable_mfa(now=moment)
         await uow.commit()
     ctx.audit.record("mfa_enabled", user_id=user.id, address=address)
+    return codes
+
+
+async def replace_recovery_codes(
+    ctx: AuthContext, *, principal: Principal, code: str, address: str | None
+) -> list[str]:
+    """Ten new recovery codes for the caller, proven by a TOTP code; the old ones stop working.
+
+    For a user who spent or lost them, and after a key rotation (the new digests are keyed
+    by the current key). No event: the codes are the auth service's own business.
+    """
+    kit = kit_of(ctx.mfa)
+    async with kit.uow_factory() as uow:
+        user = await _caller(uow, principal)
+        if not await uow.mfa.enabled(user.id):
+            raise MfaNotEnabledError()
+        await prove_second_factor(ctx, kit, uow, user, code, address=address)
+        codes = await _new_recovery_codes(kit, uow, user)
+        await uow.commit()
+    ctx.audit.record("mfa_recovery_codes_replaced", user_id=user.id, address=address)
+    return codes
+
+
+async def _new_recovery_codes(kit: MfaKit, uow: MfaUnitOfWork, user: User) -> list[str]:
+    codes = new_recovery_codes()
+    digests = [kit.keys().recovery_digest(normalise_recovery_code(c)) for c in codes]
+    await uow.mfa.replace_recovery_codes(user.id, digests, now=now())
     return codes
 
 

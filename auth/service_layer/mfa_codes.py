@@ -62,11 +62,16 @@ async def _accepted(
         step = matching_step(enrolment.secret, code, now=now(), after=enrolment.last_used_step)
         # The conditional update is the replay guard, also between concurrent requests.
         if step is not None and await uow.mfa.accept_step(user.id, step):
+            if not kit.keys().is_current(stored.secret_ciphertext):
+                # Encrypted under a previous key: moved to the current one in this
+                # transaction, so that key can leave the settings once all have moved.
+                rotated = kit.keys().rotated(stored.secret_ciphertext)
+                await uow.mfa.replace_secret(user.id, rotated)
             return "totp"
         return None
     if pending:
         return None
-    digest = kit.keys().recovery_digest(normalise_recovery_code(code))
-    if await uow.mfa.spend_recovery_code(user.id, digest, now=now()):
+    digests = kit.keys().recovery_digests(normalise_recovery_code(code))
+    if await uow.mfa.spend_recovery_code(user.id, digests, now=now()):
         return "recovery_code"
     return None

@@ -235,6 +235,7 @@ OWN_ACCOUNT = {
     ("PUT", "/users/{username}"), ("DELETE", "/users/{username}"),
     ("GET", "/auth/sessions"), ("DELETE", "/auth/sessions/{session_id}"),
     ("POST", "/auth/mfa/totp"), ("POST", "/auth/mfa/totp/confirm"), ("DELETE", "/auth/mfa/totp"),
+    ("POST", "/auth/mfa/recovery-codes"),
 }  # fmt: skip
 ADMIN_ONLY = {
     ("GET", "/users"), ("GET", "/users/{username}/sessions"),

@@ -102,6 +102,7 @@ DEFAULTS: dict[type[BaseSettings], dict[str, object]] = {
         "USERBUS_REGISTRATION_SWEEP_INTERVAL_SECONDS": 10.0,
         "USERBUS_PROFILE_STREAM": "userbus.profiles",
         "USERBUS_MFA_ENCRYPTION_KEY": None,
+        "USERBUS_MFA_PREVIOUS_ENCRYPTION_KEYS": [],
         "USERBUS_MFA_ISSUER": "userbus",
         "USERBUS_MFA_CHALLENGE_TTL_SECONDS": 300,
         "USERBUS_MFA_CODE_LIMIT": 5,

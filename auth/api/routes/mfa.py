@@ -6,6 +6,7 @@ from auth.api.deps import ClientAddress, CurrentPrincipal, ServicesDep, UserAgen
 from auth.api.mfa_schemas import (
     MfaVerifyRequest,
     RecoveryCodesOut,
+    RecoveryCodesRequest,
     TotpConfirmRequest,
     TotpDisableRequest,
     TotpEnrolmentOut,
@@ -38,6 +39,23 @@ async def confirm(
 ) -> RecoveryCodesOut:
     """Turn TOTP on with a code from the app: ten single-use recovery codes, shown once."""
     codes = await use_cases.confirm_totp(
+        services.auth, principal=principal, code=body.code, address=address
+    )
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.post("/recovery-codes", response_model=RecoveryCodesOut)
+async def replace_recovery_codes(
+    body: RecoveryCodesRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    address: ClientAddress,
+) -> RecoveryCodesOut:
+    """Ten new recovery codes, shown once, for a TOTP code; the old ones stop working.
+
+    409 `mfa_not_enabled` without TOTP on; 401 `invalid_mfa_code` for a wrong code.
+    """
+    codes = await use_cases.replace_recovery_codes(
         services.auth, principal=principal, code=body.code, address=address
     )
     return RecoveryCodesOut(recovery_codes=codes)
