@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState, build_pass
+from consumers.replay.durability import make_durable
 from consumers.replay.in_database import in_database_log, sql_build_pass
 from consumers.replay.progress import LogProgress, ReplayProgress
 from consumers.replay.shadow import (
@@ -83,7 +84,7 @@ async def replay(
             progress.start(total, done)
             applier = ProjectionApplier(shadow)
             log = await in_database_log(engine, shadow, history)
-            for _ in range(MAX_CATCH_UP_PASSES):
+            for passes in range(MAX_CATCH_UP_PASSES):
                 if log is not None:
                     read = await sql_build_pass(
                         engine, applier, log, state, batch_size=batch_size, progress=progress
@@ -93,6 +94,9 @@ async def replay(
                         engine, applier, history, state, batch_size=batch_size, progress=progress
                     )
                 progress.advance(0, await history.total())
+                if passes == 0:
+                    # The bulk build is done: what follows is small (consumers/replay/durability.py).
+                    await make_durable(engine, shadow)
                 if read < batch_size:
                     break
             timings = await swap(engine, projection, shadow, history, state, batch_size=batch_size)

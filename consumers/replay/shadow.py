@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from consumers.applier import ProjectionApplier
 from consumers.errors import ConsumerError
 from consumers.projection import Projection
+from consumers.replay.durability import make_lean
 
 SHADOW_SUFFIX = "__replay"
 OLD_SUFFIX = "__old"
@@ -117,6 +118,7 @@ async def prepare_shadow(
             ),
             {"source": source_kind},
         )
+        await make_lean(conn, shadow)
     return Checkpoint(source_kind, "", 0)
 
 
