@@ -3,12 +3,14 @@
 `replay()` builds the projection's rebuilt tables in a shadow schema (`<name>__replay`)
 while the live ones keep serving reads and the live consumer keeps applying: one
 transaction per page of the source, with the source position as a checkpoint, so an
-interrupted replay resumes (`resume=True`). It reads the source again until a pass finds
-little new, then swaps the shadow in (consumers/replay/swap.py): readers wait at most for
-the table move, never for the build. Tables the projection keeps (`kept_tables`) are
-never rebuilt. When the source is the event log in the projection's own database and
-the projection has SqlRows, the build runs in the database (consumers/replay/in_database.py,
-`path` "in-database"); otherwise each page is read by Python (`path` "client").
+interrupted replay resumes (`resume=True`); the shadow is unlogged and lacks its secondary
+indexes until the first pass ends (consumers/replay/durability.py). It reads the source
+again until a pass finds little new, then swaps the shadow in (consumers/replay/swap.py):
+readers wait at most for the table move, never for the build. Tables the projection keeps
+(`kept_tables`) are never rebuilt. When the source is the event log in the projection's
+own database and the projection has SqlRows, the build runs in the database
+(consumers/replay/in_database.py, `path` "in-database"); otherwise each page is read by
+Python (`path` "client").
 """
 
 from dataclasses import dataclass
@@ -95,7 +97,7 @@ async def replay(
                     )
                 progress.advance(0, await history.total())
                 if passes == 0:
-                    # The bulk build is done: what follows is small (consumers/replay/durability.py).
+                    # The bulk is built; what follows is small (consumers/replay/durability.py).
                     await make_durable(engine, shadow)
                 if read < batch_size:
                     break
