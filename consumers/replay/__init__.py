@@ -3,12 +3,14 @@
 `replay()` builds the projection's rebuilt tables in a shadow schema (`<name>__replay`)
 while the live ones keep serving reads and the live consumer keeps applying: one
 transaction per page of the source, with the source position as a checkpoint, so an
-interrupted replay resumes (`resume=True`). It reads the source again until a pass finds
-little new, then swaps the shadow in (consumers/replay/swap.py): readers wait at most for
-the table move, never for the build. Tables the projection keeps (`kept_tables`) are
-never rebuilt. When the source is the event log in the projection's own database and
-the projection has SqlRows, the build runs in the database (consumers/replay/in_database.py,
-`path` "in-database"); otherwise each page is read by Python (`path` "client").
+interrupted replay resumes (`resume=True`); the shadow is unlogged and lacks its secondary
+indexes until the first pass ends (consumers/replay/durability.py). It reads the source
+again until a pass finds little new, then swaps the shadow in (consumers/replay/swap.py):
+readers wait at most for the table move, never for the build. Tables the projection keeps
+(`kept_tables`) are never rebuilt. When the source is the event log in the projection's
+own database and the projection has SqlRows, the build runs in the database
+(consumers/replay/in_database.py, `path` "in-database"); otherwise each page is read by
+Python (`path` "client").
 """
 
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState, build_pass
+from consumers.replay.durability import make_durable
 from consumers.replay.in_database import in_database_log, sql_build_pass
 from consumers.replay.progress import LogProgress, ReplayProgress
 from consumers.replay.shadow import (
@@ -83,7 +86,7 @@ async def replay(
             progress.start(total, done)
             applier = ProjectionApplier(shadow)
             log = await in_database_log(engine, shadow, history)
-            for _ in range(MAX_CATCH_UP_PASSES):
+            for passes in range(MAX_CATCH_UP_PASSES):
                 if log is not None:
                     read = await sql_build_pass(
                         engine, applier, log, state, batch_size=batch_size, progress=progress
@@ -93,6 +96,9 @@ async def replay(
                         engine, applier, history, state, batch_size=batch_size, progress=progress
                     )
                 progress.advance(0, await history.total())
+                if passes == 0:
+                    # The bulk is built; what follows is small (consumers/replay/durability.py).
+                    await make_durable(engine, shadow)
                 if read < batch_size:
                     break
             timings = await swap(engine, projection, shadow, history, state, batch_size=batch_size)

@@ -3,8 +3,9 @@
 A replay of projection `name` builds `<name>__replay` (its rebuilt tables and tracking
 records, plus `replay_checkpoint`: the source position after the last committed batch),
 then swaps those tables into `name` and the live ones out into `<name>__old`, which is
-dropped afterwards. Only one replay of a projection runs at a time (an advisory lock held
-for the whole run).
+dropped afterwards. A fresh shadow is built unlogged, its checkpoint too, and without its
+secondary indexes (consumers/replay/durability.py). Only one replay of a projection runs at
+a time (an advisory lock held for the whole run).
 """
 
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from consumers.applier import ProjectionApplier
 from consumers.errors import ConsumerError
 from consumers.projection import Projection
+from consumers.replay.durability import make_lean
 
 SHADOW_SUFFIX = "__replay"
 OLD_SUFFIX = "__old"
@@ -117,6 +119,7 @@ async def prepare_shadow(
             ),
             {"source": source_kind},
         )
+        await make_lean(conn, shadow)
     return Checkpoint(source_kind, "", 0)
 
 
