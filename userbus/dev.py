@@ -69,7 +69,7 @@ async def run_dev(settings: DevSettings, stop: asyncio.Event) -> None:
         print(
             f"userbus is running\n  API:    {base}\n  docs:   {base}/docs\n"
             f"  stream: {relay.stream} on {broker_url}\n  database: {database_url}\n"
-            f"  mailbox: {auth.mailbox_path} (password reset mails)\n"
+            f"  mailbox: {auth.mailbox_path} (reset and verification mails)\n"
             f"  registration saga: {_saga_line(auth)}\n"
             "Ctrl-C stops everything.",
             flush=True,
