@@ -2,16 +2,14 @@
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 
-from auth.bootstrap import Overrides
 from auth.settings import AuthSettings
-from tests.conftest import free_port, unique_username
-from tests.integration.helpers import api_client, bearer, login, register
+from tests.conftest import free_port
+from tests.integration.helpers import api_client, bearer, login
 from tests.integration.mfa_helpers import (
     PASSWORD,
     challenge,
@@ -23,29 +21,6 @@ from tests.integration.mfa_helpers import (
 from tests.unit.fakes import CapturedAudit
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def audit() -> CapturedAudit:
-    """The app's audit lines."""
-    return CapturedAudit()
-
-
-@pytest.fixture
-async def client(
-    auth_settings: AuthSettings, audit: CapturedAudit
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app on the session database, its audit log captured."""
-    async with api_client(auth_settings, Overrides(audit=audit.audit_log())) as client:
-        yield client
-
-
-@pytest.fixture
-async def username(client: httpx.AsyncClient) -> str:
-    """A registered user's name."""
-    name = unique_username()
-    await register(client, name)
-    return name
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,7 +12,6 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from auth.bootstrap import Overrides
 from auth.settings import AuthSettings
 from producers.main import create_relay
 from producers.settings import RelaySettings
@@ -32,21 +30,6 @@ from tests.unit.fakes import CapturedAudit
 from userbus.admin import create_first_admin
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def audit() -> CapturedAudit:
-    """The app's audit lines."""
-    return CapturedAudit()
-
-
-@pytest.fixture
-async def client(
-    auth_settings: AuthSettings, audit: CapturedAudit
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app on the session database, its audit log captured."""
-    async with api_client(auth_settings, Overrides(audit=audit.audit_log())) as client:
-        yield client
 
 
 async def admin_token(client: httpx.AsyncClient, settings: AuthSettings) -> str:

@@ -1,45 +1,20 @@
 """Session lists over HTTP: your own, an admin's view of a user's, and ending one by id."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from auth.bootstrap import Overrides
 from auth.settings import AuthSettings
 from tests.conftest import unique_username
-from tests.integration.helpers import api_client, bearer, login_pair, register
+from tests.integration.helpers import bearer, login_pair, register
 from tests.unit.fakes import CapturedAudit
 from userbus.admin import create_first_admin
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "a long passphrase"
-
-
-@pytest.fixture
-def audit() -> CapturedAudit:
-    """The app's audit lines."""
-    return CapturedAudit()
-
-
-@pytest.fixture
-async def client(
-    auth_settings: AuthSettings, audit: CapturedAudit
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app on the session database, its audit log captured."""
-    async with api_client(auth_settings, Overrides(audit=audit.audit_log())) as client:
-        yield client
-
-
-@pytest.fixture
-async def username(client: httpx.AsyncClient) -> str:
-    """A registered user's name."""
-    name = unique_username()
-    await register(client, name)
-    return name
 
 
 async def log_in(client: httpx.AsyncClient, username: str, agent: str) -> dict[str, Any]:
