@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from consumers.replay.stamp import contract, stamp
+
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 SHARE_OF_USERS = 0.6
 
@@ -55,13 +57,13 @@ _INSERT = """
                        AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS t
         FROM generate_series($1::int, $2::int) AS i WHERE {where}
     )
-    INSERT INTO auth.outbox (event_id, subject, sequence, type, payload, occurred_at)
+    INSERT INTO auth.outbox (event_id, subject, sequence, type, payload, occurred_at, contract)
     SELECT event_id, s, seq, '{kind}',
            jsonb_build_object(
                'specversion', '1.0', 'id', event_id, 'source', '/userbus/auth',
                'type', '{kind}', 'subject', s, 'time', t,
                'datacontenttype', 'application/json', 'sequence', seq, 'data', {data}),
-           t::timestamptz
+           t::timestamptz, $4
     FROM rows ORDER BY i
 """
 _CHUNK = 200_000
@@ -82,7 +84,16 @@ async def seed(conn: asyncpg.Connection, users: int) -> int:
     for phase, (kind, (where, sequence, data)) in enumerate(_PHASES.items()):
         sql = _INSERT.format(where=where, sequence=sequence, kind=kind, data=data)
         for start in range(1, users + 1, _CHUNK):
-            await conn.execute(sql, start, min(start + _CHUNK - 1, users), phase * users)
+            await conn.execute(
+                sql, start, min(start + _CHUNK - 1, users), phase * users, contract(kind)
+            )
+    # The stamp is the writer's (producers/outbox.py): prove a sample carries the stamp
+    # the writer would give it.
+    for payload, given in await conn.fetch(
+        "SELECT payload::text, contract FROM auth.outbox TABLESAMPLE BERNOULLI (1)"
+    ):
+        if stamp(payload) != given:
+            raise SystemExit(f"the writer would stamp {payload} otherwise than {given}")
     await conn.execute("VACUUM ANALYZE auth.outbox")
     count: int = await conn.fetchval("SELECT count(*) FROM auth.outbox")
     return count

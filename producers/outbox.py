@@ -18,6 +18,7 @@ database created from the current DDL (detect the old shape, as 0002 does, or us
 IF [NOT] EXISTS).
 """
 
+import json
 import re
 from typing import Any
 
@@ -35,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from consumers.replay.stamp import stamp
 from events import Envelope
 
 DEFAULT_SCHEMA = "auth"
@@ -72,6 +74,7 @@ def outbox_ddl(schema: str) -> list[str]:
             UNIQUE (subject, sequence)
         )
         """,
+        *outbox_upgrades(s),
         # The ids the relay has still to publish: it deletes them once the broker has the
         # events, so the relay never updates the outbox itself (no rewritten rows and indexes).
         f"""
@@ -99,6 +102,22 @@ def outbox_ddl(schema: str) -> list[str]:
     ]
 
 
+def outbox_upgrades(schema: str) -> list[str]:
+    """What CREATE TABLE IF NOT EXISTS cannot do to an older outbox: its later columns.
+
+    `contract` (the stamp of the replay's checks, consumers/replay/stamp.py; null: not
+    stamped) came after the first outbox. A column is added only when it is missing (ALTER
+    TABLE would take ACCESS EXCLUSIVE even with IF NOT EXISTS). Part of `outbox_ddl`, and
+    migration 0009 runs it on auth's.
+    """
+    s = check_schema(schema)
+    return [
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM information_schema.columns "
+        f"WHERE table_schema = '{s}' AND table_name = 'outbox' AND column_name = 'contract') "
+        f"THEN ALTER TABLE {s}.outbox ADD COLUMN contract text; END IF; END $$"
+    ]
+
+
 def drop_outbox_ddl(schema: str) -> list[str]:
     """Statements dropping what `outbox_ddl` created, but the schema (events are lost)."""
     s = check_schema(schema)
@@ -120,6 +139,7 @@ def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("type", Text, nullable=False),
         Column("payload", JSONB, nullable=False),
         Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("contract", Text),
     )
     pending = Table(
         "outbox_pending",
@@ -137,12 +157,18 @@ def outbox_table(schema: str) -> Table:
 
 
 def outbox_row(envelope: Envelope) -> dict[str, Any]:
-    """The outbox row carrying `envelope` (its subject and sequence are the user's)."""
+    """The outbox row carrying `envelope` (its subject and sequence are the user's).
+
+    Stamped with the outcome of the replay's checks of its payload, run here once instead
+    of at every replay (consumers/replay/stamp.py).
+    """
+    payload = envelope.model_dump(mode="json")
     return {
         "event_id": envelope.id,
         "subject": envelope.user_id,
         "sequence": envelope.sequence,
         "type": envelope.type,
-        "payload": envelope.model_dump(mode="json"),
+        "payload": payload,
         "occurred_at": envelope.time,
+        "contract": stamp(json.dumps(payload)),
     }

@@ -26,6 +26,7 @@ from uuid import UUID
 
 import asyncpg
 
+from consumers.replay.stamp import stamp
 from events.erasure import redact_envelope
 from infra.brokers import Broker
 from infra.erasure import ErasedEntries
@@ -44,8 +45,9 @@ _EVENTS_OF = """
     WHERE subject = ANY($1::uuid[]) ORDER BY subject, sequence
 """
 _REDACT = """
-    UPDATE auth.outbox o SET payload = v.payload::jsonb
-    FROM unnest($1::bigint[], $2::text[]) AS v(id, payload) WHERE o.id = v.id
+    UPDATE auth.outbox o SET payload = v.payload::jsonb, contract = v.contract
+    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, payload, contract)
+    WHERE o.id = v.id
 """
 _MARK_ERASED = """
     UPDATE auth.erasures e SET erased_at = now(), redacted_events = v.n
@@ -105,7 +107,11 @@ async def redact_log(pool: asyncpg.Pool, *, grace: timedelta, batch_users: int) 
                     changed.append((row["id"], json.dumps(redacted)))
                     per_user[row["subject"]] += 1
             if changed:
-                await conn.execute(_REDACT, [i for i, _ in changed], [p for _, p in changed])
+                # The redacted payload is stamped as the writer stamps a new one.
+                payloads = [p for _, p in changed]
+                await conn.execute(
+                    _REDACT, [i for i, _ in changed], payloads, [stamp(p) for p in payloads]
+                )
             await conn.execute(_MARK_ERASED, due, [per_user[user_id] for user_id in due])
         users, events = users + len(due), events + len(changed)
         if len(due) < batch_users:

@@ -13,6 +13,7 @@ own database and the projection has SqlRows, the build runs in the database
 Python (`path` "client").
 """
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState, build_pass
+from consumers.replay.deferred import deferred_tracking
 from consumers.replay.durability import make_durable
-from consumers.replay.in_database import in_database_log, sql_build_pass
+from consumers.replay.in_database import in_database_log, settle_pass, sql_build_pass
 from consumers.replay.progress import LogProgress, ReplayProgress
 from consumers.replay.shadow import (
     ReplayError,
@@ -86,6 +88,12 @@ async def replay(
             progress.start(total, done)
             applier = ProjectionApplier(shadow)
             log = await in_database_log(engine, shadow, history)
+            if log is None and await deferred_tracking(engine, shadow.schema):
+                raise ReplayError(
+                    f"the interrupted replay of {projection.name} was built in the database "
+                    "from the event log, which this one cannot read; start over without "
+                    "--resume, or resume where the log is readable"
+                )
             for passes in range(MAX_CATCH_UP_PASSES):
                 if log is not None:
                     read = await sql_build_pass(
@@ -98,6 +106,12 @@ async def replay(
                 progress.advance(0, await history.total())
                 if passes == 0:
                     # The bulk is built; what follows is small (consumers/replay/durability.py).
+                    # The rebuilt tables are made durable while the deferred tracking
+                    # records are written (consumers/replay/deferred.py), on two connections.
+                    await asyncio.gather(
+                        make_durable(engine, shadow, rebuilt_only=True),
+                        settle_pass(engine, shadow, log, state) if log is not None else _nothing(),
+                    )
                     await make_durable(engine, shadow)
                 if read < batch_size:
                     break
@@ -115,3 +129,7 @@ async def replay(
     )
     path = "client" if log is None else "in-database"
     return ReplayOutcome(outcome, timings, start, path, state.handed_over)
+
+
+async def _nothing() -> None:
+    """The client build defers nothing."""

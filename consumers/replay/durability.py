@@ -63,14 +63,20 @@ async def make_lean(conn: AsyncConnection, shadow: Projection) -> None:
         await conn.execute(text(f'ALTER TABLE "{schema}"."{table}" SET UNLOGGED'))
 
 
-async def make_durable(engine: AsyncEngine, shadow: Projection) -> bool:
+async def make_durable(
+    engine: AsyncEngine, shadow: Projection, *, rebuilt_only: bool = False
+) -> bool:
     """Set the shadow's unlogged tables LOGGED and build its deferred indexes; whether any.
 
     LOGGED first: SET LOGGED rewrites the table with its indexes, so an index built before
-    it would be built twice.
+    it would be built twice. `rebuilt_only`: the rebuilt tables and their indexes only,
+    while the tracking records may still be written (consumers/replay/deferred.py); a
+    call without it then does the rest.
     """
     schema = shadow.schema
     tables = durable_tables(shadow)
+    if rebuilt_only:
+        tables = [t.name for t in shadow.rebuilt_tables]
     async with engine.begin() as conn:
         unlogged = set(
             (

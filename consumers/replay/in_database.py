@@ -3,14 +3,16 @@
 When the event log (PostgresEventLog's outbox) lives in the very database of the
 projection (`in_database_log` proves it) and the projection offers `SqlRows`, the log is
 read in pages, ranges of positions up to its commit-safe head. A second connection checks
-each page ahead, every envelope and its data as the models would read them
-(consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction then
-numbers each user's events against the shadow's tracking records; if every event passed,
-every user's sequences follow on from their tracking record with no gap or repeat, and the
-projection's SqlRows takes the page, it writes the rows set-based, and the tracking records
-and the checkpoint follow in the same transaction. Anything else and the same page goes
-through the client path (consumers/replay/bulk.py) in that transaction: detected, never
-guessed.
+each page ahead into a stage table, every envelope and its data as the models would read
+them, each user's events numbered and their sequence before the page looked up in the log
+(consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction
+then takes the page from that table: if every event passed, every user's sequences
+follow on from their last one with no gap or repeat, and the projection's SqlRows takes
+the page, it writes the rows set-based, and the checkpoint follows in the same
+transaction; the tracking records too, except on a fresh shadow's first pass, which
+writes them once at its end (consumers/replay/deferred.py). Anything else and the same
+page goes through the client path (consumers/replay/bulk.py) in that transaction:
+detected, never guessed.
 """
 
 import asyncio
@@ -25,12 +27,13 @@ from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState
 from consumers.replay.bulk import apply_page
+from consumers.replay.deferred import defer, is_deferred, settle, unique_sequences
 from consumers.replay.prepare import prepare_page
 from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
 from consumers.replay.sources import ReplaySource, SourcePage
-from consumers.replay.sql_rows import PAGE_TABLE, SqlRows
-from consumers.replay.staging import AHEAD, STAGE_TABLE, StagedPage, stage_ddl, stage_pages
+from consumers.replay.sql_rows import SqlRows
+from consumers.replay.staging import STAGE_TABLES, StagedPage, stage_ddl, stage_pages
 from infra.event_log import PostgresEventLog
 
 logger = logging.getLogger(__name__)
@@ -43,12 +46,6 @@ _SETTINGS = (
     "SELECT set_config('synchronous_commit', 'off', true), set_config('jit', 'off', true), "
     "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), "
     "set_config('work_mem', '64MB', true)"
-)
-# Made once per pass (not per page: statements prepared on it stay valid), emptied by
-# every commit. No index: every statement reads the page whole.
-_CREATE_PAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {PAGE_TABLE} (pos bigint, ok bool, "
-    "subject uuid, sequence int, type text, data jsonb, n int, last int) ON COMMIT DELETE ROWS"
 )
 
 
@@ -95,27 +92,59 @@ async def sql_build_pass(
     schema = applier.projection.schema
     head = await log.head()
     events_before = state.events
-    ready: asyncio.Queue[StagedPage | BaseException | None] = asyncio.Queue(maxsize=AHEAD)
+    ready: asyncio.Queue[StagedPage | BaseException | None] = asyncio.Queue()
+    free: asyncio.Queue[str] = asyncio.Queue()
+    for table in STAGE_TABLES:
+        free.put_nowait(table)
     async with engine.connect() as conn:
         driver = await _driver(conn)
         # Before the first transaction begins: these stay for the whole pass.
-        await driver.execute(_CREATE_PAGE)
         for statement in stage_ddl(schema):
             await driver.execute(statement)
+        deferred = await _deferred(driver, schema, log.schema, state)
         start = int(state.position or 0)
         stager = asyncio.create_task(
-            stage_pages(engine, log, schema, start, head, batch_size, ready)
+            stage_pages(engine, log, schema, (start, head), batch_size, free, ready)
         )
         try:
             while (page := await ready.get()) is not None:
                 if isinstance(page, BaseException):
                     raise page
-                await _write_page(conn, applier, rows, log, state, page, progress)
+                deferred = await _write_page(
+                    conn, applier, rows, log, state, page, deferred=deferred
+                )
+                free.put_nowait(page.table)
+                progress.advance(page.end - page.start, None)
         finally:
             stager.cancel()
             await asyncio.gather(stager, return_exceptions=True)
-            await driver.execute(f"DROP TABLE IF EXISTS pg_temp.{PAGE_TABLE}")
     return state.events - events_before
+
+
+async def settle_pass(
+    engine: AsyncEngine, projection: Projection, log: PostgresEventLog, state: BuildState
+) -> None:
+    """After the first pass: write the deferred tracking records, if they are (once)."""
+    async with engine.connect() as conn:
+        driver = await _driver(conn)
+        if await is_deferred(driver, projection.schema):
+            async with driver.transaction():
+                await settle(driver, projection.schema, log.schema, int(state.position or 0))
+
+
+async def _deferred(
+    driver: asyncpg.Connection, schema: str, log_schema: str, state: BuildState
+) -> bool:
+    """Whether this pass defers the tracking records: it did, or may start to now."""
+    if await is_deferred(driver, schema):
+        return True
+    fresh = int(state.position or 0) == 0 and state.events == 0
+    if not fresh or not await unique_sequences(driver, log_schema):
+        return False
+    if await driver.fetchval(f'SELECT EXISTS (SELECT FROM "{schema}".tracking)'):
+        return False
+    await defer(driver, schema)
+    return True
 
 
 async def _write_page(
@@ -125,17 +154,20 @@ async def _write_page(
     log: PostgresEventLog,
     state: BuildState,
     page: StagedPage,
-    progress: ReplayProgress,
-) -> None:
-    """Apply a staged page in one transaction, with its checkpoint."""
+    *,
+    deferred: bool,
+) -> bool:
+    """Apply a staged page in one transaction, with its checkpoint; whether still deferred."""
     schema = applier.projection.schema
     async with conn.begin():
         await conn.execute(text(_SETTINGS))
-        outcome, events = await _apply_range(conn, applier, rows, log.schema, state, page)
+        outcome, events, deferred = await _apply_range(
+            conn, applier, rows, log.schema, state, page, deferred=deferred
+        )
         await save_checkpoint(conn, schema, str(page.end), state.events + events)
     state.position, state.events = str(page.end), state.events + events
     state.outcome.add(outcome)
-    progress.advance(page.end - page.start, None)
+    return deferred
 
 
 async def _apply_range(
@@ -145,16 +177,20 @@ async def _apply_range(
     log_schema: str,
     state: BuildState,
     page: StagedPage,
-) -> tuple[BatchOutcome, int]:
-    """Apply the log's events in the page to the shadow; what happened, events read."""
+    *,
+    deferred: bool,
+) -> tuple[BatchOutcome, int, bool]:
+    """Apply the log's events in the page to the shadow; what happened, events read, and
+    whether the tracking records are still deferred."""
     driver = await _driver(conn)
     schema = applier.projection.schema
-    await driver.execute(_from_stage(schema), page.end)
-    await driver.execute(f'DELETE FROM "{schema}".{STAGE_TABLE} WHERE page = $1', page.end)
+    table = f'"{schema}".{page.table}'
+    if not deferred:  # the records say where each user is, not the log
+        await driver.execute(_tracked_last(schema, table))
     malformed, unordered, events, handled = await driver.fetchrow(
         "SELECT count(*) FILTER (WHERE NOT ok), "
         "count(*) FILTER (WHERE ok AND sequence <> coalesce(last, 0) + n), "
-        f"count(*), count(*) FILTER (WHERE type = ANY($1::text[])) FROM {PAGE_TABLE}",
+        f"count(*), count(*) FILTER (WHERE type = ANY($1::text[])) FROM {table}",
         list(rows.handled),
     )
     why: str | None = None
@@ -163,14 +199,18 @@ async def _apply_range(
     elif unordered:
         why = f"{unordered} events whose sequence does not follow the user's last"
     else:
-        why = await rows.refused(driver, schema)
+        why = await rows.refused(driver, schema, table)
     if why is not None:
         logger.debug("%s: a page goes through the models: %s", applier.projection.name, why)
         state.handed_over += 1
-        return await _through_models(conn, applier, log_schema, page.start, page.end)
-    await rows.write(driver, schema)
-    await driver.execute(_track(schema))
-    return BatchOutcome(applied=handled, skipped=events - handled), events
+        if deferred:  # the models read and write the records: they must be there
+            await settle(driver, schema, log_schema, page.start)
+        outcome, read = await _through_models(conn, applier, log_schema, page.start, page.end)
+        return outcome, read, False
+    await rows.write(driver, schema, table)
+    if not deferred:
+        await driver.execute(_track(schema, table))
+    return BatchOutcome(applied=handled, skipped=events - handled), events, deferred
 
 
 async def _through_models(
@@ -189,21 +229,19 @@ async def _through_models(
 
 
 @cache
-def _from_stage(schema: str) -> str:
+def _tracked_last(schema: str, table: str) -> str:
     return (
-        f"INSERT INTO {PAGE_TABLE} SELECT s.pos, s.ok, s.subject, s.sequence, s.type, s.data, "
-        "row_number() OVER (PARTITION BY s.subject ORDER BY s.pos), t.sequence "
-        f'FROM "{schema}".{STAGE_TABLE} s LEFT JOIN "{schema}".tracking t '
-        "ON t.subject = s.subject WHERE s.page = $1"
+        f"UPDATE {table} AS s SET last = (SELECT t.sequence "
+        f'FROM "{schema}".tracking t WHERE t.subject = s.subject)'
     )
 
 
 @cache
-def _track(schema: str) -> str:
+def _track(schema: str, table: str) -> str:
     # New users inserted, the others updated: no speculative insertion (ON CONFLICT).
     return (
         f"WITH moved AS (SELECT subject, max(sequence) AS sequence, bool_or(last IS NULL) AS new "
-        f"FROM {PAGE_TABLE} GROUP BY subject), "
+        f"FROM {table} GROUP BY subject), "
         f'added AS (INSERT INTO "{schema}".tracking (subject, sequence) '
         "SELECT subject, sequence FROM moved WHERE new) "
         f'UPDATE "{schema}".tracking AS t SET sequence = m.sequence, applied_at = now() '

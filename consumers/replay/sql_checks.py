@@ -40,52 +40,58 @@ def _c(text: str) -> str:
     return f'{text} COLLATE "C"'
 
 
-def _digits(*parts: str) -> str:
-    return f"ltrim({' || '.join(parts)}, '0123456789') = ''"
+def _among(values: list[str]) -> str:
+    return ", ".join(quote(v) for v in values)
 
 
-def _fraction_ok(f: str) -> str:
-    return (
-        f"({f} = '' OR (left({f}, 1) = '.' AND length({f}) BETWEEN 2 AND 7 "
-        f"AND {_digits(f'substr({f}, 2)')}))"
-    )
+@cache
+def _parts() -> dict[str, str]:
+    """The IN lists of timestamp_ok: each piece of a time with its separator, as taken."""
+    days = {2: 29, 4: 30, 6: 30, 9: 30, 11: 30}
+    return {
+        "century": _among([f"{c}" for c in range(10, 99)]),  # years 1000-9899
+        "year": _among([f"{y:02}-" for y in range(100)]),
+        "month_day": _among(
+            [f"{m:02}-{d:02}T" for m in range(1, 13) for d in range(1, days.get(m, 31) + 1)]
+        ),
+        "hour_minute": _among([f"{h:02}:{m:02}:" for h in range(24) for m in range(60)]),
+        "second": _among([f"{s:02}" for s in range(60)]),
+        "offset": _among(
+            [f"{sign}{h:02}:{m:02}" for sign in "+-" for h in range(15) for m in range(60)]
+        ),
+    }
 
 
 def timestamp_ok(t: str) -> str:
     """SQL: the text `t` is RFC 3339 with Z or an offset, each part in its range.
 
     PostgreSQL would read a 24th hour, a 60th second or a year 0 otherwise than Python, so
-    those are refused; years 1000-9899 leave room for any offset. String functions only:
-    a regular expression costs PostgreSQL several times more. `t` should be a column (it is
-    read many times).
+    those are refused; years 1000-9899 leave room for any offset. No regular expression and
+    few function calls (each costs PostgreSQL a fraction of a microsecond an event, a
+    regular expression or a `translate` more than a microsecond): each piece of the time,
+    with its separator, is looked up in the list of those taken (a hashed IN list), the
+    fraction's digits are trimmed. `t` should be a column (it is read many times).
     """
-    y, mo, d = f"substr({t}, 1, 4)", f"substr({t}, 6, 2)", f"substr({t}, 9, 2)"
-    h, mi, s = f"substr({t}, 12, 2)", f"substr({t}, 15, 2)", f"substr({t}, 18, 2)"
-    shape = (
-        f"length({t}) BETWEEN 20 AND 32 AND {t} LIKE '____-__-__T__:__:__%' "
-        f"AND {_digits(y, mo, d, h, mi, s)}"
+    parts = _parts()
+    zone = f"CASE WHEN right({t}, 1) = 'Z' THEN 1 ELSE 6 END"
+    fraction = f"substr({t}, 20, length({t}) - 19 - {zone})"
+    year = f"left({t}, 4)::int"
+    leap = f"({year} % 4 = 0 AND ({year} % 100 <> 0 OR {year} % 400 = 0))"
+    pieces = (
+        f"left({t}, 2) IN ({parts['century']}) AND substr({t}, 3, 3) IN ({parts['year']}) "
+        f"AND substr({t}, 6, 6) IN ({parts['month_day']}) "
+        f"AND substr({t}, 12, 6) IN ({parts['hour_minute']}) "
+        f"AND substr({t}, 18, 2) IN ({parts['second']}) "
+        f"AND (right({t}, 1) = 'Z' OR right({t}, 6) IN ({parts['offset']})) "
+        f"AND ({fraction} = '' OR (length({fraction}) BETWEEN 2 AND 7 "
+        f"AND rtrim({fraction}, '0123456789') = '.'))"
     )
-    leap = f"({y}::int % 4 = 0 AND ({y}::int % 100 <> 0 OR {y}::int % 400 = 0))"
-    last_day = (
-        f"CASE {mo} WHEN '02' THEN CASE WHEN {leap} THEN '29' ELSE '28' END "
-        "WHEN '04' THEN '30' WHEN '06' THEN '30' WHEN '09' THEN '30' WHEN '11' THEN '30' "
-        "ELSE '31' END"
+    # Nested: the lengths the pieces are cut at must be there, and the year digits before
+    # the leap year is computed (AND does not promise an order).
+    return (
+        f"(CASE WHEN length({t}) BETWEEN 20 AND 32 THEN CASE WHEN {pieces} "
+        f"THEN substr({t}, 6, 6) <> '02-29T' OR {leap} ELSE false END ELSE false END)"
     )
-    ranges = (
-        f"{_c(y)} BETWEEN '1000' AND '9899' AND {_c(mo)} BETWEEN '01' AND '12' "
-        f"AND {_c(d)} >= '01' AND ({_c(d)} <= '28' OR {_c(d)} <= {last_day}) "
-        f"AND {_c(h)} <= '23' AND {_c(mi)} <= '59' AND {_c(s)} <= '59'"
-    )
-    length = f"length({t})"
-    offset_hours, offset_minutes = f"substr({t}, {length} - 4, 2)", f"right({t}, 2)"
-    zone = (
-        f"((right({t}, 1) = 'Z' AND {_fraction_ok(f'substr({t}, 20, {length} - 20)')}) "
-        f"OR ({length} >= 25 AND substr({t}, {length} - 5, 1) IN ('+', '-') "
-        f"AND substr({t}, {length} - 2, 1) = ':' AND {_digits(offset_hours, offset_minutes)} "
-        f"AND {_c(offset_hours)} <= '14' AND {_c(offset_minutes)} <= '59' "
-        f"AND {_fraction_ok(f'substr({t}, 20, greatest({length} - 25, 0))')}))"
-    )
-    return f"(CASE WHEN {shape} THEN {ranges} AND {zone} ELSE false END)"
 
 
 def _text(v: str) -> str:
@@ -150,11 +156,12 @@ def first_time_field(cls: type[BaseModel]) -> str | None:
     return next((n for n, f in cls.model_fields.items() if f.annotation is datetime), None)
 
 
-def data_ok(cls: type[BaseModel], d: str, dt: str) -> str | None:
+def data_ok(cls: type[BaseModel], d: str, dt_ok: str) -> str | None:
     """SQL true when the jsonb object `d` is data `cls` reads as it is; None: not in SQL.
 
-    `user_id` is proved by the envelope's check (it equals the subject); `dt` is the text
-    of the first datetime field (`first_time_field`).
+    `user_id` is proved by the envelope's check (it equals the subject); `dt_ok` is
+    timestamp_ok of the text of the first datetime field (`first_time_field`), computed
+    once for every type.
     """
     if _checks(cls) is None:  # checks.py leaves this model to pydantic: so does SQL
         return None
@@ -165,7 +172,7 @@ def data_ok(cls: type[BaseModel], d: str, dt: str) -> str | None:
             continue
         v = f"({d} -> {quote(name)})"
         if name == first:
-            check: str | None = f"({_string(v)} AND {timestamp_ok(dt)})"
+            check: str | None = f"({_string(v)} AND {dt_ok})"
         else:
             check = _value_check(field.annotation, list(field.metadata), v)
         if check is None:
@@ -183,30 +190,58 @@ def envelope_ok() -> str:
         "(p ->> 'subject') = subject::text",
         "jsonb_typeof(p -> 'sequence') = 'number' AND (p ->> 'sequence') = sequence::text",
         "jsonb_typeof(p -> 'source') = 'string' AND (p ->> 'source') <> ''",
-        f"jsonb_typeof(p -> 'time') = 'string' AND {timestamp_ok('t')}",
+        "jsonb_typeof(p -> 'time') = 'string' AND t_ok",
         "jsonb_typeof(d) = 'object' AND (d ->> 'user_id') = subject::text",
         "(NOT p ? 'specversion' OR p -> 'specversion' = '\"1.0\"')",
         "(NOT p ? 'datacontenttype' OR p -> 'datacontenttype' = '\"application/json\"')",
     ])  # fmt: skip
 
 
+def _trusted() -> str:
+    """SQL: the row's stamp is the current one of its type (consumers/replay/stamp.py).
+
+    Its subject and sequence are still compared with the payload's: the build reads them
+    from the row's columns, the stamp was taken of the payload.
+    """
+    from consumers.replay.stamp import contract  # stamp.py builds on this module
+
+    stamps = [f"WHEN {quote(k)} THEN {quote(c)}" for k in EVENT_TYPES if (c := contract(k))]
+    return (
+        f"coalesce(contract = CASE k {' '.join(stamps)} END "
+        "AND (p ->> 'subject') = subject::text AND (p ->> 'sequence') = sequence::text, false)"
+    )
+
+
 @cache
-def checked_events(log_schema: str) -> str:
-    """SQL: (id, ok, subject, sequence, type, data) of the log's events in ($1, $2]."""
+def checked_events(log_schema: str, stamped: bool = False) -> str:
+    """SQL: (id, ok, subject, sequence, type, data) of the log's events in ($1, $2].
+
+    `stamped`: the log has the `contract` column; a row with a current stamp is ok without
+    the checks (consumers/replay/stamp.py), the others are checked.
+    """
     checks, times = [], []
     for name, cls in EVENT_TYPES.items():
         first = first_time_field(cls)
-        check = data_ok(cls, "d", "dt") if first is not None else None
+        check = data_ok(cls, "d", "dt_ok") if first is not None else None
         if check is not None:
             checks.append(f"WHEN {quote(name)} THEN {check}")
             times.append(f"WHEN {quote(name)} THEN d ->> {quote(first or '')}")
     by_type = f"CASE k {' '.join(checks)} ELSE false END"
-    # MATERIALIZED: each text is extracted once, not again in every check that reads it.
+    checked = f"coalesce(CASE WHEN {envelope_ok()} THEN {by_type} ELSE false END, false)"
+    trusted = _trusted() if stamped else "false"
+    # Each level computes its texts once (OFFSET 0 keeps the planner from folding it into
+    # the next, which would compute them again in every check that reads them); a trusted
+    # row's are never computed.
     return (
-        "WITH x AS MATERIALIZED (SELECT id, event_id, subject, sequence, p, d, k, "
-        f"p ->> 'time' AS t, CASE k {' '.join(times)} END AS dt FROM ("
+        f"SELECT id, CASE WHEN trusted THEN true ELSE {checked} END AS ok, "
+        "subject, sequence, k AS type, d AS data FROM ("
+        f"SELECT *, CASE WHEN NOT trusted THEN {timestamp_ok('t')} END AS t_ok, "
+        f"CASE WHEN NOT trusted THEN {timestamp_ok('dt')} END AS dt_ok FROM ("
+        "SELECT *, CASE WHEN NOT trusted THEN p ->> 'time' END AS t, "
+        f"CASE WHEN NOT trusted THEN CASE k {' '.join(times)} END END AS dt FROM ("
+        f"SELECT *, {trusted} AS trusted FROM ("
         "SELECT id, event_id, subject, sequence, payload AS p, payload -> 'data' AS d, "
-        f"payload ->> 'type' AS k FROM {log_schema}.outbox WHERE id > $1 AND id <= $2) o) "
-        "SELECT id, coalesce(CASE WHEN " + envelope_ok() + f" THEN {by_type} ELSE false END, "
-        "false) AS ok, subject, sequence, k AS type, d AS data FROM x"
+        f"payload ->> 'type' AS k{', contract' if stamped else ''} "
+        f"FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 "
+        "OFFSET 0) o OFFSET 0) w OFFSET 0) y OFFSET 0) x"
     )

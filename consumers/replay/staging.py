@@ -2,52 +2,84 @@
 
 The checks (consumers/replay/sql_checks.py) are most of the in-database build's work and
 depend on nothing the build writes, so a second connection (a second PostgreSQL process,
-so another core) checks page n + 1 into `<shadow>.replay_stage`, an unlogged table, while
-the build writes page n. The build reads the page from there, joins it with its tracking
-records and deletes it in the page's transaction. What is staged is derived from the log,
-never the only copy: a pass empties the table first, so pages a crash left there are gone.
+so another core) checks page n + 1 while the build writes page n. Each page is checked
+into a stage table of its own, `<shadow>.replay_stage_<i>` (unlogged, no index), which is
+then the very page table the projection's SqlRows reads (consumers/replay/sql_rows.py):
+nothing is copied again. The tables are taken in turn; one goes back to the checker only
+after the build committed the page it held. What is staged is derived from the log, never
+the only copy: a pass empties the tables first, so pages a crash left there are gone.
+
+Beside the checks, each row gets the user's rank on the page (`n`), their events on it
+(`m`) and `last`, the sequence the user's events before the page end at, as the log
+proves it: the event one sequence before the user's first on the page, found at a position
+before the page (an index lookup in the log's unique (subject, sequence) index). That is
+the user's tracked sequence too as long as every earlier page was applied whole (the
+build's deferred tracking, consumers/replay/deferred.py); otherwise the build overwrites
+it from the tracking records.
 """
 
 import asyncio
 from dataclasses import dataclass
 from functools import cache
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.replay.sql_checks import checked_events
 from infra.event_log import PostgresEventLog
 
-STAGE_TABLE = "replay_stage"
-# Pages checked ahead of the build, at most (each waits in memory as its bounds only).
+STAGE_PREFIX = "replay_stage_"
+# Pages checked ahead of the build, at most (each waits in its stage table).
 AHEAD = 1
+STAGE_TABLES = [f"{STAGE_PREFIX}{i}" for i in range(AHEAD + 1)]
 
 
 @dataclass(frozen=True, slots=True)
 class StagedPage:
-    """The log's events in (start, end], checked into the stage table under `end`."""
+    """The log's events in (start, end], checked into the stage table `table`."""
 
     start: int
     end: int
+    table: str
 
 
 def stage_ddl(schema: str) -> list[str]:
-    """The stage table in the shadow `schema`, empty."""
-    table = f'"{schema}".{STAGE_TABLE}'
-    return [
-        f"CREATE UNLOGGED TABLE IF NOT EXISTS {table} (page bigint NOT NULL, "
-        "pos bigint NOT NULL, ok bool NOT NULL, subject uuid NOT NULL, sequence int NOT NULL, "
-        "type text, data jsonb)",
-        # Read and deleted by page; a page's rows share their key (deduplicated in the index).
-        f"CREATE INDEX IF NOT EXISTS {STAGE_TABLE}_page ON {table} (page)",
-        f"TRUNCATE {table}",
-    ]
+    """The stage tables in the shadow `schema`, empty."""
+    statements = []
+    for name in STAGE_TABLES:
+        table = f'"{schema}".{name}'
+        statements += [
+            f"CREATE UNLOGGED TABLE IF NOT EXISTS {table} (pos bigint NOT NULL, "
+            "ok bool NOT NULL, subject uuid NOT NULL, sequence int NOT NULL, type text, "
+            "data jsonb, n int NOT NULL, m int NOT NULL, last int)",
+            f"TRUNCATE {table}",
+        ]
+    return statements
+
+
+async def has_stamps(conn: asyncpg.Connection, log_schema: str) -> bool:
+    """Whether the log's rows have the writer's stamp column (consumers/replay/stamp.py)."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname = 'contract' AND NOT attisdropped)",
+        f"{log_schema}.outbox",
+    )
+    return found
 
 
 @cache
-def _stage(log_schema: str, schema: str) -> str:
+def _stage(log_schema: str, schema: str, table: str, stamped: bool) -> str:
+    # `first`: the sequence of the user's first event on the page. A scalar subquery, one
+    # index lookup a row: the planner would turn EXISTS into a hash of the log so far.
     return (
-        f'INSERT INTO "{schema}".{STAGE_TABLE} SELECT $2, id, ok, subject, sequence, type, data '
-        f"FROM ({checked_events(log_schema)}) c"
+        f'INSERT INTO "{schema}".{table} '
+        "SELECT id, ok, subject, sequence, type, data, n, m, "
+        "CASE WHEN first > 1 THEN CASE WHEN (SELECT o.id FROM "
+        f"{log_schema}.outbox o WHERE o.subject = r.subject AND o.sequence = r.first - 1) "
+        "<= $1 THEN first - 1 END END "
+        "FROM (SELECT c.*, row_number() OVER w AS n, count(*) OVER (PARTITION BY subject) AS m, "
+        f"first_value(sequence) OVER w AS first FROM ({checked_events(log_schema, stamped)}) c "
+        "WINDOW w AS (PARTITION BY subject ORDER BY id)) r"
     )
 
 
@@ -55,21 +87,24 @@ async def stage_pages(
     engine: AsyncEngine,
     log: PostgresEventLog,
     schema: str,
-    start: int,
-    head: int,
+    bounds: tuple[int, int],
     batch_size: int,
+    free: "asyncio.Queue[str]",
     ready: "asyncio.Queue[StagedPage | BaseException | None]",
 ) -> None:
-    """Check the log's pages from `start` to `head` into the stage table, one at a time.
+    """Check the log's pages in `bounds` (start, head] into the stage tables, one at a time.
 
-    Each page is committed (on its own: nothing else is in that transaction), then its
-    bounds go to `ready`; None follows the last, an exception a failure.
+    Each page takes a table from `free` (the build gives it back after its commit), is
+    committed on its own, then goes to `ready`; None follows the last, an exception a
+    failure.
     """
+    start, head = bounds
     try:
         async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
             assert driver is not None
+            stamped = await has_stamps(driver, log.schema)
             while start < head:
                 bound = await driver.fetchval(
                     f"SELECT id FROM {log.schema}.outbox WHERE id > $1 AND id <= $2 "
@@ -79,14 +114,17 @@ async def stage_pages(
                     batch_size - 1,
                 )
                 end = head if bound is None else int(bound)
+                table = await free.get()
                 async with driver.transaction():
                     # A lost staged page is checked again: no need to wait for the WAL.
                     await driver.execute(
                         "SELECT set_config('jit', 'off', true), "
-                        "set_config('synchronous_commit', 'off', true)"
+                        "set_config('synchronous_commit', 'off', true), "
+                        "set_config('work_mem', '64MB', true)"
                     )
-                    await driver.execute(_stage(log.schema, schema), start, end)
-                await ready.put(StagedPage(start, end))
+                    await driver.execute(f'TRUNCATE "{schema}".{table}')
+                    await driver.execute(_stage(log.schema, schema, table, stamped), start, end)
+                await ready.put(StagedPage(start, end, table))
                 start = end
         await ready.put(None)
     except asyncio.CancelledError:

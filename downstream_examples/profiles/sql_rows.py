@@ -1,7 +1,9 @@
 """The profile projection's in-database replay: a page of the log folded per user, in SQL.
 
 The same fold as bulk.py, over the staged page (consumers/replay/in_database.py), as
-ProfileProjection would apply the events one by one: a user not tracked yet gets a row if
+ProfileProjection would apply the events one by one. A user with one event on the page
+(most of them) is written straight from it: a registration inserted, an update set, a
+deletion deleted. The others are folded: a user not tracked yet gets a row if
 the page registers them (first on the page) and does not delete them, their updates on
 the page merged into it; a tracked user's updates merge into one UPDATE (only the fields
 present change; an email present as null changes nothing; `updated_at` is the last
@@ -15,7 +17,6 @@ from functools import cache
 
 import asyncpg
 
-from consumers.replay.sql_rows import PAGE_TABLE
 from downstream_examples.profiles.answers import OUTBOX_SCHEMA
 
 REGISTERED, UPDATED, DELETED = "UserRegistered", "UserUpdated", "UserDeleted"
@@ -30,13 +31,13 @@ class ProfileSqlRows:
 
     handled = frozenset({REGISTERED, UPDATED, DELETED})
 
-    async def refused(self, conn: asyncpg.Connection, schema: str) -> str | None:
+    async def refused(self, conn: asyncpg.Connection, schema: str, page: str) -> str | None:
         """Registrations the models must see: pending without an answer, of a tracked user."""
         tracked, late, unanswered = await conn.fetchrow(
             "SELECT count(*) FILTER (WHERE p.last IS NOT NULL), "
             "count(*) FILTER (WHERE p.last IS NULL AND p.n > 1), "
             f"count(*) FILTER (WHERE {_PENDING} AND NOT EXISTS ({_ANSWER})) "
-            f"FROM {PAGE_TABLE} p WHERE p.type = '{REGISTERED}'"
+            f"FROM {page} p WHERE p.type = '{REGISTERED}'"
         )
         if tracked:
             return f"{tracked} registrations of users already tracked"
@@ -46,9 +47,9 @@ class ProfileSqlRows:
             return f"{unanswered} pending registrations the saga has not answered yet"
         return None
 
-    async def write(self, conn: asyncpg.Connection, schema: str) -> None:
+    async def write(self, conn: asyncpg.Connection, schema: str, page: str) -> None:
         """One statement: INSERT the new rows, UPDATE and DELETE the tracked users' rows."""
-        await conn.execute(_write(schema))
+        await conn.execute(_write(schema, page))
 
 
 def _last(value: str, where: str) -> str:
@@ -69,11 +70,12 @@ def _value(last: str) -> str:
 
 
 @cache
-def _write(schema: str) -> str:
+def _write(schema: str, page: str) -> str:
     table = f'"{schema}".profiles'
     sets_email = f"(type = '{UPDATED}' AND jsonb_typeof(data -> 'email') = 'string')"
     sets_name = f"(type = '{UPDATED}' AND data ? 'display_name')"
     changes = f"({sets_email} OR {sets_name})"
+    registered_at = "(p.data ->> 'registered_at')::timestamptz"
     return f"""
         WITH per AS MATERIALIZED (
             SELECT subject, bool_or(last IS NOT NULL) AS tracked,
@@ -83,8 +85,8 @@ def _write(schema: str) -> str:
                    {_last("data ->> 'email'", sets_email)} AS email,
                    {_last("data ->> 'display_name'", sets_name)} AS display_name,
                    {_last("data ->> 'updated_at'", changes)} AS updated_at
-            FROM {PAGE_TABLE}
-            WHERE type IN ('{REGISTERED}', '{UPDATED}', '{DELETED}')
+            FROM {page}
+            WHERE m > 1 AND type IN ('{REGISTERED}', '{UPDATED}', '{DELETED}')
             GROUP BY subject
         ),
         folded AS MATERIALIZED (
@@ -116,7 +118,30 @@ def _write(schema: str) -> str:
             FROM folded c
             WHERE t.user_id = c.subject AND c.tracked AND NOT c.deleted
               AND (c.sets_email OR c.sets_name)
+        ),
+        removed AS (
+            DELETE FROM {table} AS t USING folded c
+            WHERE t.user_id = c.subject AND c.tracked AND c.deleted
+        ),
+        -- The users with one event on the page: straight from it.
+        added_one AS (
+            INSERT INTO {table} (user_id, username, email, registered_at, display_name, updated_at)
+            SELECT subject, data ->> 'username', data ->> 'email', {registered_at},
+                   data ->> 'display_name', {registered_at}
+            FROM {page} p
+            WHERE m = 1 AND type = '{REGISTERED}' AND last IS NULL
+              AND (NOT {_PENDING} OR ({_ANSWER}) = 'ProfileCreated')
+        ),
+        changed_one AS (
+            UPDATE {table} AS t SET
+                email = CASE WHEN {sets_email} THEN p.data ->> 'email' ELSE t.email END,
+                display_name = CASE WHEN {sets_name} THEN p.data ->> 'display_name'
+                                    ELSE t.display_name END,
+                updated_at = (p.data ->> 'updated_at')::timestamptz
+            FROM {page} p
+            WHERE t.user_id = p.subject AND p.m = 1 AND p.type = '{UPDATED}'
+              AND p.last IS NOT NULL AND {changes}
         )
-        DELETE FROM {table} AS t USING folded c
-        WHERE t.user_id = c.subject AND c.tracked AND c.deleted
+        DELETE FROM {table} AS t USING {page} p
+        WHERE t.user_id = p.subject AND p.m = 1 AND p.type = '{DELETED}' AND p.last IS NOT NULL
     """

@@ -404,9 +404,11 @@ async def test_a_failing_check_connection_stops_the_replay_and_resume_goes_on(
     real = staging._stage
     staged: list[int] = []
 
-    def fails_on_the_third(log_schema: str, schema: str) -> str:
+    def fails_on_the_third(log_schema: str, schema: str, table: str, stamped: bool) -> str:
         staged.append(1)
-        return real(log_schema, schema) if len(staged) < 3 else "SELECT no_such_column"
+        if len(staged) < 3:
+            return real(log_schema, schema, table, stamped)
+        return "SELECT no_such_column"
 
     monkeypatch.setattr(staging, "_stage", fails_on_the_third)
     with pytest.raises(asyncpg.UndefinedColumnError):

@@ -1,0 +1,77 @@
+"""Deferred tracking records: a fresh shadow's first pass writes them once, at its end.
+
+Keeping a tracking record per user up to date page by page is a third of the in-database
+build's writes (an insert per new user, an update per user seen again). While every page
+of a fresh shadow has been applied whole (no event refused, every user's sequences
+following on), the records it would hold are a function of the log: each user's highest
+sequence at or before the checkpoint. So the first pass leaves the tracking table empty,
+marks the shadow (`<shadow>.replay_deferred_tracking`, created with the first page),
+checks each page's sequences against the log instead (consumers/replay/staging.py), and
+`settle` writes every record in one statement: at the end of the pass, or before a page
+must go through the models (which read and write the records), in that page's
+transaction. A resumed replay finds the mark and goes on the same way.
+
+This holds only for a log whose (subject, sequence) pairs are unique, as the outbox's
+constraint makes them (`unique_sequences` proves it from the catalog): otherwise a
+repeated sequence could pass for the next one, and the tracking is kept page by page.
+The mark is unlogged like the rest of the shadow (consumers/replay/durability.py): a
+server crash empties the checkpoint with it, and the build starts over.
+"""
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MARK_TABLE = "replay_deferred_tracking"
+
+
+async def unique_sequences(conn: asyncpg.Connection, log_schema: str) -> bool:
+    """Whether `<log_schema>.outbox` has a unique index on (subject, sequence), no more."""
+    found: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = to_regclass($1) "
+        "AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL "
+        "AND i.indnatts = 2 AND (SELECT array_agg(a.attname::text ORDER BY a.attname) "
+        "FROM pg_attribute a WHERE a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey::int2[])) = ARRAY['sequence', 'subject'])",
+        f"{log_schema}.outbox",
+    )
+    return found
+
+
+async def is_deferred(conn: asyncpg.Connection, schema: str) -> bool:
+    """Whether the shadow `schema`'s tracking records are deferred."""
+    found: bool = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".{MARK_TABLE}'
+    )
+    return found
+
+
+async def deferred_tracking(engine: AsyncEngine, schema: str) -> bool:
+    """is_deferred, on a connection of `engine`'s."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT to_regclass(:mark) IS NOT NULL"), {"mark": f'"{schema}".{MARK_TABLE}'}
+        )
+    return bool(found)
+
+
+async def defer(conn: asyncpg.Connection, schema: str) -> None:
+    """Mark the shadow's tracking as deferred (a fresh shadow, nothing applied yet)."""
+    await conn.execute(f'CREATE UNLOGGED TABLE "{schema}".{MARK_TABLE} ()')
+
+
+async def settle(conn: asyncpg.Connection, schema: str, log_schema: str, position: int) -> None:
+    """Write the tracking records the log gives up to `position`, and drop the mark.
+
+    In the caller's transaction, the one that commits the checkpoint at `position` or the
+    page that follows it.
+    """
+    await conn.execute("SELECT set_config('work_mem', '256MB', true)")
+    await conn.execute(
+        f'INSERT INTO "{schema}".tracking (subject, sequence) '
+        f"SELECT subject, max(sequence) FROM {log_schema}.outbox WHERE id <= $1 "
+        # In key order: the primary key's index is then filled left to right.
+        "GROUP BY subject ORDER BY subject",
+        position,
+    )
+    await conn.execute(f'DROP TABLE "{schema}".{MARK_TABLE}')
