@@ -4,7 +4,7 @@ Seeds N events (bench/_replay_history.py) into a scratch database, then measures
 of the profile rows that history gives into a scratch table shaped like profiles.profiles
 (indexes included, one transaction per batch); the replay (consumers.replay, from the log,
 into a shadow and swapped in; in-database when, as here, the log is in the projection's
-database) while a reader thread reads a profile every 50 ms. It prints
+database) while a reader in another process reads a profile every 50 ms. It prints
 events/s, the ratio to raw COPY, the process's RSS at 10 %, 50 % and 90 % of the build, the
 readers' waits, and checks that the replayed table equals the rows copied.
 """
@@ -99,7 +99,7 @@ async def main(args: argparse.Namespace) -> None:
         try:
             users = users_for(args.events)
             started = time.perf_counter()
-            events = await seed(conn, users)
+            events = await seed(conn, users, stamped=not args.unstamped)
             show("events seeded", events, "events", 0)
             show("seeding took", time.perf_counter() - started, "s")
             rows = profile_rows(users)
@@ -164,6 +164,11 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--client", action="store_true", help="the client build (pages read by Python)"
+    )
+    parser.add_argument(
+        "--unstamped",
+        action="store_true",
+        help="rows without the writer's stamp (as before migration 0009): every event checked",
     )
     setup_process()
     asyncio.run(main(parser.parse_args()))

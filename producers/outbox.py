@@ -20,6 +20,7 @@ IF [NOT] EXISTS).
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -36,7 +37,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from consumers.replay.stamp import stamp
 from events import Envelope
 
 DEFAULT_SCHEMA = "auth"
@@ -156,11 +156,14 @@ def outbox_table(schema: str) -> Table:
     return outbox
 
 
-def outbox_row(envelope: Envelope) -> dict[str, Any]:
+def outbox_row(
+    envelope: Envelope, stamper: Callable[[str], str | None] | None = None
+) -> dict[str, Any]:
     """The outbox row carrying `envelope` (its subject and sequence are the user's).
 
-    Stamped with the outcome of the replay's checks of its payload, run here once instead
-    of at every replay (consumers/replay/stamp.py).
+    `stamper` (consumers/replay/stamp.py `stamp`, given by the services that write) stamps
+    the row with the outcome of the replay's checks of its payload, run here once instead
+    of at every replay; without it the row has no stamp and a replay checks it.
     """
     payload = envelope.model_dump(mode="json")
     return {
@@ -170,5 +173,5 @@ def outbox_row(envelope: Envelope) -> dict[str, Any]:
         "type": envelope.type,
         "payload": payload,
         "occurred_at": envelope.time,
-        "contract": stamp(json.dumps(payload)),
+        "contract": None if stamper is None else stamper(json.dumps(payload)),
     }

@@ -15,6 +15,7 @@ from auth.adapters.verification_tokens import (
     SqlAlchemyVerificationTokenRepository,
     VerificationTokenRepository,
 )
+from consumers.replay.stamp import stamp
 from events import to_envelope
 from infra.observability.trace_context import current_trace
 from producers.outbox import outbox_row
@@ -145,7 +146,8 @@ class SqlAlchemyUnitOfWork:
                     traceparent=parent,
                     tracestate=state,
                 )
-                rows.append(outbox_row(envelope))
+                # Stamped: a replay need not check its payload again.
+                rows.append(outbox_row(envelope, stamp))
             user.events.clear()
         if rows:
             await self._conn.execute(insert(outbox), rows)

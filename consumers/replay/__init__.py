@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState, build_pass
-from consumers.replay.deferred import deferred_tracking
+from consumers.replay.deferred import deferred_tracking, settle_pass
 from consumers.replay.durability import make_durable
-from consumers.replay.in_database import in_database_log, settle_pass, sql_build_pass
+from consumers.replay.in_database import in_database_log, sql_build_pass
 from consumers.replay.progress import LogProgress, ReplayProgress
 from consumers.replay.shadow import (
     ReplayError,
@@ -110,7 +110,11 @@ async def replay(
                     # records are written (consumers/replay/deferred.py), on two connections.
                     await asyncio.gather(
                         make_durable(engine, shadow, rebuilt_only=True),
-                        settle_pass(engine, shadow, log, state) if log is not None else _nothing(),
+                        _nothing()
+                        if log is None
+                        else settle_pass(
+                            engine, shadow.schema, log.schema, int(state.position or 0)
+                        ),
                     )
                     await make_durable(engine, shadow)
                 if read < batch_size:

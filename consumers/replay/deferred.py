@@ -55,9 +55,20 @@ async def deferred_tracking(engine: AsyncEngine, schema: str) -> bool:
     return bool(found)
 
 
-async def defer(conn: asyncpg.Connection, schema: str) -> None:
-    """Mark the shadow's tracking as deferred (a fresh shadow, nothing applied yet)."""
+async def defers(conn: asyncpg.Connection, schema: str, log_schema: str, *, fresh: bool) -> bool:
+    """Whether a pass defers the tracking records: it did, or may start to now.
+
+    It may on a `fresh` shadow (nothing applied, no checkpoint) whose tracking table is
+    empty, from a log with unique sequences; then the mark is made.
+    """
+    if await is_deferred(conn, schema):
+        return True
+    if not fresh or not await unique_sequences(conn, log_schema):
+        return False
+    if await conn.fetchval(f'SELECT EXISTS (SELECT FROM "{schema}".tracking)'):
+        return False
     await conn.execute(f'CREATE UNLOGGED TABLE "{schema}".{MARK_TABLE} ()')
+    return True
 
 
 async def settle(conn: asyncpg.Connection, schema: str, log_schema: str, position: int) -> None:
@@ -75,3 +86,13 @@ async def settle(conn: asyncpg.Connection, schema: str, log_schema: str, positio
         position,
     )
     await conn.execute(f'DROP TABLE "{schema}".{MARK_TABLE}')
+
+
+async def settle_pass(engine: AsyncEngine, schema: str, log_schema: str, position: int) -> None:
+    """After a pass: write the deferred tracking records up to `position`, if deferred."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        if await is_deferred(driver, schema):
+            async with driver.transaction():
+                await settle(driver, schema, log_schema, position)

@@ -27,7 +27,7 @@ from consumers.applier import BatchOutcome, ProjectionApplier
 from consumers.projection import Projection
 from consumers.replay.build import BuildState
 from consumers.replay.bulk import apply_page
-from consumers.replay.deferred import defer, is_deferred, settle, unique_sequences
+from consumers.replay.deferred import defers, settle
 from consumers.replay.prepare import prepare_page
 from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
@@ -101,7 +101,8 @@ async def sql_build_pass(
         # Before the first transaction begins: these stay for the whole pass.
         for statement in stage_ddl(schema):
             await driver.execute(statement)
-        deferred = await _deferred(driver, schema, log.schema, state)
+        fresh = int(state.position or 0) == 0 and state.events == 0
+        deferred = await defers(driver, schema, log.schema, fresh=fresh)
         start = int(state.position or 0)
         stager = asyncio.create_task(
             stage_pages(engine, log, schema, (start, head), batch_size, free, ready)
@@ -119,32 +120,6 @@ async def sql_build_pass(
             stager.cancel()
             await asyncio.gather(stager, return_exceptions=True)
     return state.events - events_before
-
-
-async def settle_pass(
-    engine: AsyncEngine, projection: Projection, log: PostgresEventLog, state: BuildState
-) -> None:
-    """After the first pass: write the deferred tracking records, if they are (once)."""
-    async with engine.connect() as conn:
-        driver = await _driver(conn)
-        if await is_deferred(driver, projection.schema):
-            async with driver.transaction():
-                await settle(driver, projection.schema, log.schema, int(state.position or 0))
-
-
-async def _deferred(
-    driver: asyncpg.Connection, schema: str, log_schema: str, state: BuildState
-) -> bool:
-    """Whether this pass defers the tracking records: it did, or may start to now."""
-    if await is_deferred(driver, schema):
-        return True
-    fresh = int(state.position or 0) == 0 and state.events == 0
-    if not fresh or not await unique_sequences(driver, log_schema):
-        return False
-    if await driver.fetchval(f'SELECT EXISTS (SELECT FROM "{schema}".tracking)'):
-        return False
-    await defer(driver, schema)
-    return True
 
 
 async def _write_page(

@@ -8,7 +8,8 @@ what it refuses goes through the models anyway. The envelope's id, subject and s
 must equal the outbox row's typed columns, which proves their form with one comparison
 each (regular expressions cost PostgreSQL microseconds an event). Nothing here raises:
 a cast only runs once its text is proved to fit, so a malformed row makes `ok` false
-instead of failing the statement.
+instead of failing the statement. A row the outbox's writer stamped as passing these checks
+(consumers/replay/stamp.py) is taken without them when its stamp is still the current one.
 """
 
 import dataclasses
@@ -197,27 +198,26 @@ def envelope_ok() -> str:
     ])  # fmt: skip
 
 
-def _trusted() -> str:
+def _trusted(stamps: tuple[tuple[str, str], ...]) -> str:
     """SQL: the row's stamp is the current one of its type (consumers/replay/stamp.py).
 
     Its subject and sequence are still compared with the payload's: the build reads them
     from the row's columns, the stamp was taken of the payload.
     """
-    from consumers.replay.stamp import contract  # stamp.py builds on this module
-
-    stamps = [f"WHEN {quote(k)} THEN {quote(c)}" for k in EVENT_TYPES if (c := contract(k))]
+    cases = " ".join(f"WHEN {quote(kind)} THEN {quote(stamp)}" for kind, stamp in stamps)
     return (
-        f"coalesce(contract = CASE k {' '.join(stamps)} END "
+        f"coalesce(contract = CASE k {cases} END "
         "AND (p ->> 'subject') = subject::text AND (p ->> 'sequence') = sequence::text, false)"
     )
 
 
 @cache
-def checked_events(log_schema: str, stamped: bool = False) -> str:
+def checked_events(log_schema: str, stamps: tuple[tuple[str, str], ...] = ()) -> str:
     """SQL: (id, ok, subject, sequence, type, data) of the log's events in ($1, $2].
 
-    `stamped`: the log has the `contract` column; a row with a current stamp is ok without
-    the checks (consumers/replay/stamp.py), the others are checked.
+    `stamps`: (type, current stamp) pairs, when the log has the `contract` column: a row
+    with its type's current stamp is ok without the checks (consumers/replay/stamp.py), the
+    others are checked.
     """
     checks, times = [], []
     for name, cls in EVENT_TYPES.items():
@@ -228,7 +228,7 @@ def checked_events(log_schema: str, stamped: bool = False) -> str:
             times.append(f"WHEN {quote(name)} THEN d ->> {quote(first or '')}")
     by_type = f"CASE k {' '.join(checks)} ELSE false END"
     checked = f"coalesce(CASE WHEN {envelope_ok()} THEN {by_type} ELSE false END, false)"
-    trusted = _trusted() if stamped else "false"
+    trusted = _trusted(stamps) if stamps else "false"
     # Each level computes its texts once (OFFSET 0 keeps the planner from folding it into
     # the next, which would compute them again in every check that reads them); a trusted
     # row's are never computed.
@@ -241,7 +241,7 @@ def checked_events(log_schema: str, stamped: bool = False) -> str:
         f"CASE WHEN NOT trusted THEN CASE k {' '.join(times)} END END AS dt FROM ("
         f"SELECT *, {trusted} AS trusted FROM ("
         "SELECT id, event_id, subject, sequence, payload AS p, payload -> 'data' AS d, "
-        f"payload ->> 'type' AS k{', contract' if stamped else ''} "
+        f"payload ->> 'type' AS k{', contract' if stamps else ''} "
         f"FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 "
         "OFFSET 0) o OFFSET 0) w OFFSET 0) y OFFSET 0) x"
     )

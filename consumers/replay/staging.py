@@ -26,6 +26,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.replay.sql_checks import checked_events
+from consumers.replay.stamp import current_stamps
 from infra.event_log import PostgresEventLog
 
 STAGE_PREFIX = "replay_stage_"
@@ -69,6 +70,7 @@ async def has_stamps(conn: asyncpg.Connection, log_schema: str) -> bool:
 
 @cache
 def _stage(log_schema: str, schema: str, table: str, stamped: bool) -> str:
+    stamps = current_stamps() if stamped else ()
     # `first`: the sequence of the user's first event on the page. A scalar subquery, one
     # index lookup a row: the planner would turn EXISTS into a hash of the log so far.
     return (
@@ -78,7 +80,7 @@ def _stage(log_schema: str, schema: str, table: str, stamped: bool) -> str:
         f"{log_schema}.outbox o WHERE o.subject = r.subject AND o.sequence = r.first - 1) "
         "<= $1 THEN first - 1 END END "
         "FROM (SELECT c.*, row_number() OVER w AS n, count(*) OVER (PARTITION BY subject) AS m, "
-        f"first_value(sequence) OVER w AS first FROM ({checked_events(log_schema, stamped)}) c "
+        f"first_value(sequence) OVER w AS first FROM ({checked_events(log_schema, stamps)}) c "
         "WINDOW w AS (PARTITION BY subject ORDER BY id)) r"
     )
 

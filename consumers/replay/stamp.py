@@ -2,9 +2,10 @@
 
 Checking each event of the log as its model would read it (consumers/replay/checks.py,
 raw.py, and the same in SQL, sql_checks.py) is most of a replay's work, and its result
-depends on nothing but the payload and the checks themselves. So the outbox's writer
-(producers/outbox.py `outbox_row`, and the erasure when it redacts a payload) runs them
-once and records the outcome in the row's `contract` column: `stamp(payload)` is
+depends on nothing but the payload and the checks themselves. So the outbox's writers
+(the auth service's unit of work and the profile answers, through producers/outbox.py
+`outbox_row(envelope, stamp)`, and the erasure when it redacts a payload) run them once
+and record the outcome in the row's `contract` column: `stamp(payload)` is
 `<type>/<digest>` when the payload passes every check the in-database replay makes, else
 None. The digest covers the envelope's and the type's JSON Schema and CHECKS_VERSION, so
 a change of the contract or of the checks makes every older stamp stale, and those rows
@@ -44,6 +45,11 @@ def contract(kind: str) -> str | None:
     schemas = [CHECKS_VERSION, Envelope.model_json_schema(), cls.model_json_schema()]
     digest = hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()
     return f"{kind}/{digest[:16]}"
+
+
+def current_stamps() -> tuple[tuple[str, str], ...]:
+    """(type, its current stamp) of every type a payload of is stamped."""
+    return tuple((kind, c) for kind in EVENT_TYPES if (c := contract(kind)) is not None)
 
 
 def stamp(payload: str | bytes) -> str | None:

@@ -57,7 +57,10 @@ async def swap(
     """Catch up and swap in one transaction, then drop the old tables; see the module."""
     applier = ProjectionApplier(shadow)
     moved = [t.name for t in shadow.rebuilt_tables] + [applier.tracking.name]
-    live_tables = ", ".join(f'"{live.name}"."{name}"' for name in moved)
+    # The tracking table first, as a consumer takes them (its records, then the view):
+    # in the other order, a consumer between the two would deadlock with the swap.
+    locked = [applier.tracking.name, *moved[:-1]]
+    live_tables = ", ".join(f'"{live.name}"."{name}"' for name in locked)
     async with engine.connect() as conn:
         async with conn.begin():
             await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{old_schema(live.name)}"'))

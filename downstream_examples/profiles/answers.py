@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from consumers.replay.stamp import stamp
 from events import Event, ProfileCreated, ProfileRejected, UserRegistered, to_envelope
 from producers.outbox import outbox_ddl, outbox_row, outbox_table
 
@@ -94,7 +95,10 @@ async def _given_answers(conn: AsyncConnection, user_ids: list[UUID]) -> dict[UU
 
 
 async def _write(conn: AsyncConnection, answers: Sequence[Event]) -> None:
-    rows = [outbox_row(to_envelope(answer, sequence=1, source=EVENT_SOURCE)) for answer in answers]
+    rows = [
+        outbox_row(to_envelope(answer, sequence=1, source=EVENT_SOURCE), stamp)
+        for answer in answers
+    ]
     # One answer per user: should two consumers answer the same user at once, the unique
     # (subject, sequence) keeps the first.
     await conn.execute(insert(_outbox).values(rows).on_conflict_do_nothing())

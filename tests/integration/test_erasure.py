@@ -20,6 +20,7 @@ from auth.maintenance.run import PruneReport, prune_once
 from auth.maintenance.settings import PruneSettings
 from auth.settings import AuthSettings
 from consumers.app import create_consumer_app
+from consumers.replay.stamp import stamp
 from consumers.settings import ConsumerSettings
 from downstream_examples.profiles.projection import ProfileProjection
 from events import dead_letter_stream
@@ -154,6 +155,15 @@ async def test_after_the_grace_period_no_trace_is_left_in_log_stream_or_projecti
     assert (report.erased.broker.removed, report.erased.broker.appended) == (4, 4)
     assert await traces_in_log(url, victim.traces) == 0
     assert await traces_in_log(url, [bystander, f"{bystander}@example.com"]) == 1
+    # Every row, redacted or not, carries the stamp its writer gives its payload now.
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT payload::text, contract FROM auth.outbox")
+    finally:
+        await conn.close()
+    assert rows
+    assert all(row["contract"] == stamp(row["payload"]) for row in rows)
+    assert all(row["contract"] is not None for row in rows)
     entries_after, text_after = await stream_text(redis_url, stream)
     assert entries_after == entries_before
     assert not [trace for trace in victim.traces if trace.lower() in text_after]

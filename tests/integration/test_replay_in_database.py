@@ -20,6 +20,7 @@ from consumers.replay import replay, staging
 from consumers.replay.raw import BulkRows
 from consumers.replay.sql_checks import timestamp_ok
 from consumers.replay.sql_rows import SqlRows
+from consumers.replay.stamp import stamp
 from consumers.sources import OutboxLogSource
 from downstream_examples.profiles.answers import EVENT_SOURCE
 from downstream_examples.profiles.projection import ProfileProjection
@@ -135,12 +136,17 @@ def _edge_rows(history: list[Envelope]) -> dict[int, list[tuple[Any, ...]]]:
     }
 
 
-async def seed_rows(database_url: str, rows: list[tuple[Any, ...]]) -> None:
-    """COPY outbox rows in order."""
+async def seed_rows(
+    database_url: str, rows: list[tuple[Any, ...]], *, stamped: bool = False
+) -> None:
+    """COPY outbox rows in order; `stamped`: each with the stamp its writer would give."""
+    columns = [*_COLUMNS, "contract"] if stamped else _COLUMNS
+    if stamped:
+        rows = [(*row, stamp(row[4])) for row in rows]
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await conn.copy_records_to_table(
-            "outbox", schema_name="auth", columns=_COLUMNS, records=rows
+            "outbox", schema_name="auth", columns=columns, records=rows
         )
     finally:
         await conn.close()
@@ -175,8 +181,12 @@ async def _answer(engine: AsyncEngine, history: list[Envelope]) -> None:
         await conn.execute(outbox_table("profiles").insert().values(rows))
 
 
+@pytest.mark.parametrize("stamped", [False, True], ids=["checked", "stamped"])
 async def test_the_in_database_path_gives_what_the_models_give(
-    engine: AsyncEngine, isolated_database_url: str, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine,
+    isolated_database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    stamped: bool,
 ) -> None:
     history = _out_of_order(make_history(3_000, seed=12, pending_every=150))
     deleted = {e.user_id for e in history if e.type == "UserDeleted"}
@@ -191,7 +201,7 @@ async def test_the_in_database_path_gives_what_the_models_give(
     for index, document in enumerate(documents):
         rows.extend(edges.get(index, []))
         rows.append(_row(document))
-    await seed_rows(isolated_database_url, rows)
+    await seed_rows(isolated_database_url, rows, stamped=stamped)
     await _answer(engine, history)
     url = sqlalchemy_url(isolated_database_url)
 

@@ -1,10 +1,10 @@
 """The outbox's `contract` column: the stamp of the replay's checks, run once at writing.
 
-`outbox_row` stamps each new row with the outcome of the checks a replay makes of its
-payload (consumers/replay/stamp.py), so that the in-database replay need not run them again
-for every event. Rows written before have none and are checked in full, as before. A
-fresh database already has the column (0001 runs today's `outbox_ddl`): this revision then
-does nothing.
+The auth service stamps each new row with the outcome of the checks a replay makes of
+its payload (`outbox_row(envelope, stamp)`, consumers/replay/stamp.py), so that the
+in-database replay need not run them again for every event. Rows written before have
+none and are checked in full, as before. A fresh database already has the column (0001
+runs today's `outbox_ddl`): this revision then does nothing.
 
 Revision ID: 0009
 Revises: 0008
