@@ -8,7 +8,8 @@ runs a relay with its schema (`RelaySettings.outbox_schema`).
 
 The outbox is append-only, with one exception: erasure. After a user is deleted and the
 grace period has passed, `userbus prune` redacts the PII in `payload.data` of that user's
-rows (auth/maintenance/erasure.py; ids, types, sequences and times stay). No other UPDATE,
+rows (auth/maintenance/erasure.py; ids, types, sequences and times stay) and stamps them
+anew (`contract`, consumers/replay/stamp.py). No other UPDATE,
 and no DELETE, is ever made to an outbox.
 
 Changing the outbox: edit `outbox_ddl` here, and add a migration that brings an existing
