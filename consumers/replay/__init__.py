@@ -35,6 +35,7 @@ from consumers.replay.shadow import (
 )
 from consumers.replay.sources import ReplaySource, as_replay_source
 from consumers.replay.swap import SwapTimings, swap
+from infra.event_log import PostgresEventLog
 from infra.reading import EventSource
 
 __all__ = ["ReplayError", "ReplayOutcome", "replay"]
@@ -106,17 +107,7 @@ async def replay(
                 progress.advance(0, await history.total())
                 if passes == 0:
                     # The bulk is built; what follows is small (consumers/replay/durability.py).
-                    # The rebuilt tables are made durable while the deferred tracking
-                    # records are written (consumers/replay/deferred.py), on two connections.
-                    await asyncio.gather(
-                        make_durable(engine, shadow, rebuilt_only=True),
-                        _nothing()
-                        if log is None
-                        else settle_pass(
-                            engine, shadow.schema, log.schema, int(state.position or 0)
-                        ),
-                    )
-                    await make_durable(engine, shadow)
+                    await _after_bulk(engine, shadow, log, state)
                 if read < batch_size:
                     break
             timings = await swap(engine, projection, shadow, history, state, batch_size=batch_size)
@@ -135,5 +126,15 @@ async def replay(
     return ReplayOutcome(outcome, timings, start, path, state.handed_over)
 
 
-async def _nothing() -> None:
-    """The client build defers nothing."""
+async def _after_bulk(
+    engine: AsyncEngine, shadow: Projection, log: PostgresEventLog | None, state: BuildState
+) -> None:
+    """Make the shadow durable; the rebuilt tables while the deferred tracking records are
+    written (consumers/replay/deferred.py), on two connections."""
+    if log is not None:
+        position = int(state.position or 0)
+        await asyncio.gather(
+            make_durable(engine, shadow, rebuilt_only=True),
+            settle_pass(engine, shadow.schema, log.schema, position),
+        )
+    await make_durable(engine, shadow)

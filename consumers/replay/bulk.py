@@ -14,6 +14,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.applier import BatchOutcome, ProjectionApplier, decode
+from consumers.replay.driver import asyncpg_of
 from consumers.replay.prepare import ONLY_TRACKED, Due, PreparedPage, envelopes
 from consumers.replay.raw import BulkRows, NotBulkableError
 
@@ -40,8 +41,7 @@ async def _apply_bulk(
     conn: AsyncConnection, applier: ProjectionApplier, bulk: BulkRows, events: list[Due]
 ) -> BatchOutcome:
     projection = applier.projection
-    raw_conn = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw_conn.driver_connection
+    driver = await asyncpg_of(conn)
     schema = projection.schema
     rows = await driver.fetch(
         f'SELECT subject::text, sequence FROM "{schema}".tracking WHERE subject = ANY($1::uuid[])',

@@ -19,8 +19,9 @@ server crash empties the checkpoint with it, and the build starts over.
 """
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from consumers.replay.driver import asyncpg_of
 
 MARK_TABLE = "replay_deferred_tracking"
 
@@ -49,10 +50,7 @@ async def is_deferred(conn: asyncpg.Connection, schema: str) -> bool:
 async def deferred_tracking(engine: AsyncEngine, schema: str) -> bool:
     """is_deferred, on a connection of `engine`'s."""
     async with engine.connect() as conn:
-        found = await conn.scalar(
-            text("SELECT to_regclass(:mark) IS NOT NULL"), {"mark": f'"{schema}".{MARK_TABLE}'}
-        )
-    return bool(found)
+        return await is_deferred(await asyncpg_of(conn), schema)
 
 
 async def defers(conn: asyncpg.Connection, schema: str, log_schema: str, *, fresh: bool) -> bool:
@@ -91,8 +89,7 @@ async def settle(conn: asyncpg.Connection, schema: str, log_schema: str, positio
 async def settle_pass(engine: AsyncEngine, schema: str, log_schema: str, position: int) -> None:
     """After a pass: write the deferred tracking records up to `position`, if deferred."""
     async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
+        driver = await asyncpg_of(conn)
         if await is_deferred(driver, schema):
             async with driver.transaction():
                 await settle(driver, schema, log_schema, position)

@@ -19,7 +19,6 @@ import asyncio
 import logging
 from functools import cache
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,6 +27,7 @@ from consumers.projection import Projection
 from consumers.replay.build import BuildState
 from consumers.replay.bulk import apply_page
 from consumers.replay.deferred import defers, settle
+from consumers.replay.driver import asyncpg_of
 from consumers.replay.prepare import prepare_page
 from consumers.replay.progress import ReplayProgress
 from consumers.replay.shadow import save_checkpoint
@@ -60,7 +60,7 @@ async def in_database_log(
     if not isinstance(log, PostgresEventLog):
         return None
     async with engine.connect() as conn:
-        driver = await _driver(conn)
+        driver = await asyncpg_of(conn)
         same = await log.shares_database(driver)
         # The log's URL may name another role (one that may read the outbox) than ours.
         readable = same and await driver.fetchval(
@@ -97,13 +97,13 @@ async def sql_build_pass(
     for table in STAGE_TABLES:
         free.put_nowait(table)
     async with engine.connect() as conn:
-        driver = await _driver(conn)
+        driver = await asyncpg_of(conn)
         # Before the first transaction begins: these stay for the whole pass.
         for statement in stage_ddl(schema):
             await driver.execute(statement)
-        fresh = int(state.position or 0) == 0 and state.events == 0
-        deferred = await defers(driver, schema, log.schema, fresh=fresh)
         start = int(state.position or 0)
+        fresh = start == 0 and state.events == 0
+        deferred = await defers(driver, schema, log.schema, fresh=fresh)
         stager = asyncio.create_task(
             stage_pages(engine, log, schema, (start, head), batch_size, free, ready)
         )
@@ -157,7 +157,7 @@ async def _apply_range(
 ) -> tuple[BatchOutcome, int, bool]:
     """Apply the log's events in the page to the shadow; what happened, events read, and
     whether the tracking records are still deferred."""
-    driver = await _driver(conn)
+    driver = await asyncpg_of(conn)
     schema = applier.projection.schema
     table = f'"{schema}".{page.table}'
     if not deferred:  # the records say where each user is, not the log
@@ -192,7 +192,7 @@ async def _through_models(
     conn: AsyncConnection, applier: ProjectionApplier, log_schema: str, start: int, end: int
 ) -> tuple[BatchOutcome, int]:
     """The page read as the existing path reads it, and applied by that path."""
-    driver = await _driver(conn)
+    driver = await asyncpg_of(conn)
     found = await driver.fetch(
         f"SELECT payload::text FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 ORDER BY id",
         start,
@@ -222,9 +222,3 @@ def _track(schema: str, table: str) -> str:
         f'UPDATE "{schema}".tracking AS t SET sequence = m.sequence, applied_at = now() '
         "FROM moved m WHERE t.subject = m.subject AND NOT m.new"
     )
-
-
-async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    return driver

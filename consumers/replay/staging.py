@@ -25,6 +25,7 @@ from functools import cache
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumers.replay.driver import asyncpg_of
 from consumers.replay.sql_checks import checked_events
 from consumers.replay.stamp import current_stamps
 from infra.event_log import PostgresEventLog
@@ -103,9 +104,7 @@ async def stage_pages(
     start, head = bounds
     try:
         async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
+            driver = await asyncpg_of(conn)
             stamped = await has_stamps(driver, log.schema)
             while start < head:
                 bound = await driver.fetchval(

@@ -4,13 +4,16 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from consumers.replay import ReplayError, deferred, replay, staging
+from consumers.replay import ReplayError, deferred, replay
 from consumers.sources import OutboxLogSource
 from downstream_examples.profiles.projection import ProfileProjection
 from infra.settings import asyncpg_dsn, sqlalchemy_url
 from tests.integration.history import expected_profiles, make_history, seed_outbox
 from tests.integration.test_replay_fast_path import rebuilt
-from tests.integration.test_replay_in_database import ModelsOnly
+from tests.integration.test_replay_in_database import (
+    ModelsOnly,
+    replay_failing_at_the_third_page,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -76,19 +79,7 @@ async def test_a_shadow_built_in_the_database_cannot_be_resumed_by_the_client_bu
     history = make_history(600, seed=23)
     await seed_outbox(isolated_database_url, history)
     url = sqlalchemy_url(isolated_database_url)
-    real = staging._stage
-    staged: list[int] = []
-
-    def fails_on_the_third(log_schema: str, schema: str, table: str, stamped: bool) -> str:
-        staged.append(1)
-        if len(staged) < 3:
-            return real(log_schema, schema, table, stamped)
-        return "SELECT no_such_column"
-
-    monkeypatch.setattr(staging, "_stage", fails_on_the_third)
-    with pytest.raises(asyncpg.UndefinedColumnError):
-        await replay(ProfileProjection(), engine, OutboxLogSource(url), batch_size=100)
-    monkeypatch.setattr(staging, "_stage", real)
+    await replay_failing_at_the_third_page(engine, url, monkeypatch, batch_size=100)
 
     # Its tracking records are not written yet: the client build would read none.
     with pytest.raises(ReplayError, match="built in the database"):

@@ -405,12 +405,10 @@ async def test_a_role_that_may_not_read_the_log_takes_the_client_path(
     assert dict(tracked) == expected_tracking
 
 
-async def test_a_failing_check_connection_stops_the_replay_and_resume_goes_on(
-    engine: AsyncEngine, isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+async def replay_failing_at_the_third_page(
+    engine: AsyncEngine, url: str, monkeypatch: pytest.MonkeyPatch, *, batch_size: int
 ) -> None:
-    history = make_history(1_000, seed=4)
-    await seed_outbox(isolated_database_url, history)
-    url = sqlalchemy_url(isolated_database_url)
+    """A replay whose checking connection fails on its third page (its SQL made wrong)."""
     real = staging._stage
     staged: list[int] = []
 
@@ -422,8 +420,17 @@ async def test_a_failing_check_connection_stops_the_replay_and_resume_goes_on(
 
     monkeypatch.setattr(staging, "_stage", fails_on_the_third)
     with pytest.raises(asyncpg.UndefinedColumnError):
-        await replay(ProfileProjection(), engine, OutboxLogSource(url), batch_size=200)
+        await replay(ProfileProjection(), engine, OutboxLogSource(url), batch_size=batch_size)
     monkeypatch.setattr(staging, "_stage", real)
+
+
+async def test_a_failing_check_connection_stops_the_replay_and_resume_goes_on(
+    engine: AsyncEngine, isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = make_history(1_000, seed=4)
+    await seed_outbox(isolated_database_url, history)
+    url = sqlalchemy_url(isolated_database_url)
+    await replay_failing_at_the_third_page(engine, url, monkeypatch, batch_size=200)
 
     outcome = await replay(ProfileProjection(), engine, OutboxLogSource(url), resume=True)
 
