@@ -7,7 +7,8 @@ crash before the commit leaves them queued, so they are published again: deliver
 once, and consumers absorb the duplicate by its sequence. Work is found through that queue,
 which the outbox insert trigger fills in the writing transaction, never through a high-water
 mark on the id: ids are taken at insert and commits land in another order, so a high-water
-mark skips an event committed late with a smaller id.
+mark skips an event committed late with a smaller id. One worker's failure never cuts another
+worker's batch short between its publish and its commit: the others finish, then all retry.
 
 With a LossCheck (producers/loss.py), the relay also repairs a stream or topic that lost
 data: checked before the first batch, periodically beside the workers, and at once when a
@@ -123,12 +124,15 @@ class OutboxRelay:
             while not stop.is_set():
                 try:
                     await self._run_connected(stop)
+                except _PublishError as exc:  # nothing is lost: the batch's rows stay queued
+                    self.failures["broker"] += 1
+                    logger.warning("relay: publishing failed (%r); retrying", exc.__cause__)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     self.failures["database"] += 1
                     logger.warning("relay: database unavailable (%s); retrying", exc)
-                except Exception as exc:  # the broker's errors: nothing is lost, rows stay
+                except Exception as exc:  # a check of the broker (LossCheck) failed
                     self.failures["broker"] += 1
-                    logger.warning("relay: publishing failed (%r); retrying", exc)
+                    logger.warning("relay: the broker failed (%r); retrying", exc)
                 self.heartbeat.beat()  # retrying is progress: the loop is not stuck
                 await _wait(stop, self._backoff)
                 self._backoff = min(self._backoff * 2, 5.0)
@@ -143,7 +147,12 @@ class OutboxRelay:
                 return 0, 0
             ready = await _in_user_order(conn, [PendingEvent._make(row) for row in rows], self._sql)
             if ready:
-                await self._publisher.publish(ready)
+                try:
+                    await self._publisher.publish(ready)
+                except StreamLostError:
+                    raise
+                except Exception as exc:
+                    raise _PublishError from exc
                 await conn.execute(self._sql["mark"], [event.outbox_id for event in ready])
         self.published += len(ready)
         return len(ready), len(rows) - len(ready)
@@ -159,15 +168,30 @@ class OutboxRelay:
             # Several workers, each with its own connection, overlap one batch's database
             # round trips with another's broker round trip; SKIP LOCKED gives them distinct
             # batches and the per-user check keeps each user's events in order between them.
+            # A failing worker sets `halt` instead of raising into the group: raised, it would
+            # cancel a sibling between its publish and its commit, and that batch would be
+            # published twice. The others end their batch, then stop; the first error is raised.
+            halt = asyncio.Event()
+            failed: list[Exception] = []
             async with asyncio.TaskGroup() as workers:
+                workers.create_task(_halt_on(stop, halt))
                 for _ in range(self._workers):
-                    workers.create_task(self._work(stop))
+                    workers.create_task(self._work(halt, failed))
                 if self.loss_check is not None:
-                    workers.create_task(self.loss_check.watch(stop))
+                    workers.create_task(self.loss_check.watch(halt))
+            if failed:
+                raise failed[0]
         finally:
             await listener.close()
 
-    async def _work(self, stop: asyncio.Event) -> None:
+    async def _work(self, halt: asyncio.Event, failed: list[Exception]) -> None:
+        try:
+            await self._work_until(halt)
+        except Exception as exc:
+            failed.append(exc)
+            halt.set()
+
+    async def _work_until(self, stop: asyncio.Event) -> None:
         conn = await asyncpg.connect(self._dsn)
         try:
             while not stop.is_set():
@@ -216,12 +240,22 @@ async def _in_user_order(
     ]
 
 
+class _PublishError(Exception):
+    """The publisher failed a batch (the cause says how); its rows stay queued."""
+
+
+async def _halt_on(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    """Set `halt` when `stop` is set; return as soon as either is."""
+    await _wait_any(stop, halt, None)
+    halt.set()
+
+
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float | None) -> None:
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

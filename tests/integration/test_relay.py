@@ -207,6 +207,60 @@ async def test_a_broker_failure_loses_nothing(
     assert_per_user_order(await broker_events(relay_settings.broker_url, relay_settings.stream))
 
 
+class OneFailsWhileAnotherPublishes:
+    """The first batch is sent and slow to return; the second fails meanwhile."""
+
+    def __init__(self, inner: EventPublisher) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.first_in_flight = asyncio.Event()
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def publish(self, events: Sequence[PendingEvent]) -> None:
+        self.calls += 1
+        if self.calls == 1:  # sent, and the acknowledgement takes a while
+            await self.inner.publish(events)
+            self.first_in_flight.set()
+            await asyncio.sleep(0.3)
+        elif self.calls == 2:
+            await self.first_in_flight.wait()
+            raise ConnectionError("broker unavailable")
+        else:
+            await self.inner.publish(events)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_worker_failing_lets_the_others_commit_what_they_published(
+    engine: AsyncEngine, relay_settings: RelaySettings
+) -> None:
+    # A failure raised into the workers' group used to cancel a sibling after its publish and
+    # before its commit: its batch went out twice.
+    await write_history(engine, users=6, changes=0)
+    two_workers = relay_settings.model_copy(update={"relay_workers": 2, "relay_batch_size": 3})
+    publisher = OneFailsWhileAnotherPublishes(make_publisher(two_workers))
+    relay = create_relay(two_workers, publisher=publisher)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+
+        async def all_published() -> bool:
+            return len(await broker_events(two_workers.broker_url, two_workers.stream)) >= 6
+
+        await eventually(all_published)
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await task
+    events = await broker_events(two_workers.broker_url, two_workers.stream)
+    assert len(events) == 6
+    assert len({event["id"] for event in events}) == 6
+    assert relay.failures == {"database": 0, "broker": 1}
+
+
 async def test_several_relays_publish_each_event_once_in_per_user_order(
     engine: AsyncEngine, relay_settings: RelaySettings
 ) -> None:
