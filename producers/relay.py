@@ -16,7 +16,6 @@ batch fails with StreamLostError.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ from infra.settings import asyncpg_dsn
 from infra.witness import StreamLostError
 from producers.loss import LossCheck
 from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
+from producers.workers import until_one_fails, wait, wait_any
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class OutboxRelay:
                     self.failures["broker"] += 1
                     logger.warning("relay: the broker failed (%r); retrying", exc)
                 self.heartbeat.beat()  # retrying is progress: the loop is not stuck
-                await _wait(stop, self._backoff)
+                await wait(stop, self._backoff)
                 self._backoff = min(self._backoff * 2, 5.0)
         finally:
             await self._publisher.close()
@@ -168,30 +168,15 @@ class OutboxRelay:
             # Several workers, each with its own connection, overlap one batch's database
             # round trips with another's broker round trip; SKIP LOCKED gives them distinct
             # batches and the per-user check keeps each user's events in order between them.
-            # A failing worker sets `halt` instead of raising into the group: raised, it would
-            # cancel a sibling between its publish and its commit, and that batch would be
-            # published twice. The others end their batch, then stop; the first error is raised.
-            halt = asyncio.Event()
-            failed: list[Exception] = []
-            async with asyncio.TaskGroup() as workers:
-                workers.create_task(_halt_on(stop, halt))
-                for _ in range(self._workers):
-                    workers.create_task(self._work(halt, failed))
-                if self.loss_check is not None:
-                    workers.create_task(self.loss_check.watch(halt))
-            if failed:
-                raise failed[0]
+            # until_one_fails: a failing worker lets the others finish their batch first.
+            workers = [self._work] * self._workers
+            if self.loss_check is not None:
+                workers.append(self.loss_check.watch)
+            await until_one_fails(stop, workers)
         finally:
             await listener.close()
 
-    async def _work(self, halt: asyncio.Event, failed: list[Exception]) -> None:
-        try:
-            await self._work_until(halt)
-        except Exception as exc:
-            failed.append(exc)
-            halt.set()
-
-    async def _work_until(self, stop: asyncio.Event) -> None:
+    async def _work(self, stop: asyncio.Event) -> None:
         conn = await asyncpg.connect(self._dsn)
         try:
             while not stop.is_set():
@@ -213,9 +198,9 @@ class OutboxRelay:
                 elif held:
                     # Another worker or relay is publishing those users' earlier events and
                     # commits within milliseconds; no NOTIFY will announce it.
-                    await _wait(stop, 0.005)
+                    await wait(stop, 0.005)
                 else:
-                    await _wait_any(stop, self._wake, self._fallback_poll)
+                    await wait_any(stop, self._wake, self._fallback_poll)
         finally:
             await conn.close()
 
@@ -242,26 +227,6 @@ async def _in_user_order(
 
 class _PublishError(Exception):
     """The publisher failed a batch (the cause says how); its rows stay queued."""
-
-
-async def _halt_on(stop: asyncio.Event, halt: asyncio.Event) -> None:
-    """Set `halt` when `stop` is set; return as soon as either is."""
-    await _wait_any(stop, halt, None)
-    halt.set()
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float | None) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def relay_backlog(database_url: str, schema: str = DEFAULT_SCHEMA) -> int:
