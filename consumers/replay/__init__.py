@@ -130,11 +130,13 @@ async def _after_bulk(
     engine: AsyncEngine, shadow: Projection, log: PostgresEventLog | None, state: BuildState
 ) -> None:
     """Make the shadow durable; the rebuilt tables while the deferred tracking records are
-    written (consumers/replay/deferred.py), on two connections."""
+    written (consumers/replay/deferred.py) and made durable, on two connections."""
     if log is not None:
         position = int(state.position or 0)
-        await asyncio.gather(
-            make_durable(engine, shadow, rebuilt_only=True),
-            settle_pass(engine, shadow.schema, log.schema, position),
-        )
+
+        async def settled() -> None:
+            await settle_pass(engine, shadow.schema, log.schema, position)
+            await make_durable(engine, shadow, only="tracking")
+
+        await asyncio.gather(make_durable(engine, shadow, only="rebuilt"), settled())
     await make_durable(engine, shadow)

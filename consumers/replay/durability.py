@@ -6,7 +6,8 @@ checkpoint) are therefore made UNLOGGED, and its secondary indexes (neither uniq
 behind a constraint: no key the fold looks rows up by) are dropped, their definitions kept
 in `<shadow>.replay_deferred_indexes`. Once the bulk build ends (before the catch-up and
 the swap) `make_durable` sets the tables LOGGED, one sequential write each, and builds the
-deferred indexes, in one transaction.
+deferred indexes: in one transaction, or in parts (the rebuilt tables beside the tracking
+table, on two connections) with the checkpoint's table always last.
 
 A PostgreSQL crash empties every unlogged table, the checkpoint's with the rest: a resumed
 replay then finds no checkpoint and starts over, consistently (never a checkpoint that
@@ -14,6 +15,8 @@ names rows the crash took). A replay whose client died (the server did not) find
 unlogged shadow as it left it and goes on; `make_durable` after it is a no-op when an
 earlier run already made the shadow durable.
 """
+
+from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -64,19 +67,22 @@ async def make_lean(conn: AsyncConnection, shadow: Projection) -> None:
 
 
 async def make_durable(
-    engine: AsyncEngine, shadow: Projection, *, rebuilt_only: bool = False
+    engine: AsyncEngine, shadow: Projection, *, only: Literal["rebuilt", "tracking"] | None = None
 ) -> bool:
     """Set the shadow's unlogged tables LOGGED and build its deferred indexes; whether any.
 
     LOGGED first: SET LOGGED rewrites the table with its indexes, so an index built before
-    it would be built twice. `rebuilt_only`: the rebuilt tables and their indexes only,
-    while the tracking records may still be written (consumers/replay/deferred.py); a
-    call without it then does the rest.
+    it would be built twice. `only="rebuilt"`: the rebuilt tables and the deferred indexes
+    (the tracking table has none), while the tracking records may still be written
+    (consumers/replay/deferred.py); `only="tracking"`: the tracking table, once they are.
+    The two run at once, on two connections; a call without `only` then does the rest.
     """
     schema = shadow.schema
     tables = durable_tables(shadow)
-    if rebuilt_only:
+    if only == "rebuilt":
         tables = [t.name for t in shadow.rebuilt_tables]
+    elif only == "tracking":
+        tables = [ProjectionApplier(shadow).tracking.name]
     async with engine.begin() as conn:
         unlogged = set(
             (
@@ -91,7 +97,10 @@ async def make_durable(
                 )
             ).scalars()
         )
-        deferred = await conn.scalar(text(f"SELECT to_regclass('\"{schema}\".{DEFERRED_TABLE}')"))
+        deferred = None
+        if only != "tracking":
+            found = f"SELECT to_regclass('\"{schema}\".{DEFERRED_TABLE}')"
+            deferred = await conn.scalar(text(found))
         if not unlogged and deferred is None:
             return False
         await conn.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_MEMORY}'"))

@@ -91,3 +91,37 @@ async def test_a_shadow_built_in_the_database_cannot_be_resumed_by_the_client_bu
     expected_rows, expected_tracking = expected_profiles(history)
     assert [r[0] for r in rows] == sorted(expected_rows)
     assert dict(tracked) == expected_tracking
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5, 0.1])
+async def test_settling_at_a_position_takes_each_users_last_sequence_up_to_it(
+    isolated_database_url: str, fraction: float
+) -> None:
+    # At the end of a pass no event lies beyond the position; before a page the models
+    # take, most of the log does: users with events on both sides get their sequence up
+    # to the position, those only after it none.
+    history = make_history(2_000, seed=24)
+    await seed_outbox(isolated_database_url, history)
+    position = int(len(history) * fraction)
+    conn = await asyncpg.connect(asyncpg_dsn(isolated_database_url))
+    try:
+        await conn.execute("CREATE SCHEMA settle_test")
+        await conn.execute(
+            "CREATE TABLE settle_test.tracking (subject uuid PRIMARY KEY, sequence int NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.execute(f"CREATE TABLE settle_test.{deferred.MARK_TABLE} ()")
+        async with conn.transaction():
+            await deferred.settle(conn, "settle_test", "auth", position)
+        found = dict(await conn.fetch("SELECT subject, sequence FROM settle_test.tracking"))
+        expected = dict(
+            await conn.fetch(
+                "SELECT subject, max(sequence) FROM auth.outbox WHERE id <= $1 GROUP BY subject",
+                position,
+            )
+        )
+        assert not await deferred.is_deferred(conn, "settle_test")
+    finally:
+        await conn.close()
+    assert found == expected
+    assert len(found) == len({e.user_id for e in history[:position]})
