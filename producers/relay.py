@@ -26,9 +26,9 @@ from infra.observability.probes import Heartbeat
 from infra.publishing import EventPublisher, PendingEvent
 from infra.settings import asyncpg_dsn
 from infra.witness import StreamLostError
+from infra.workers import until_one_fails, wait, wait_any
 from producers.loss import LossCheck
 from producers.outbox import DEFAULT_SCHEMA, check_schema, notify_channel
-from producers.workers import until_one_fails, wait, wait_any
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from downstream_examples.notifier.tables import outgoing
 from infra.mail import MailDeliveryError, Mailer, Message
+from infra.workers import until_one_fails
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,12 @@ class NotificationSender:
         self.failed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send due mails with `workers` concurrent workers until `stop` is set."""
-        async with asyncio.TaskGroup() as group:
-            for _ in range(self.workers):
-                group.create_task(self._work(stop))
+        """Send due mails with `workers` concurrent workers until `stop` is set.
+
+        A worker that fails unexpectedly stops the others only once their mail in hand is
+        sent and marked (until_one_fails): cancelled in between, that mail would go again.
+        """
+        await until_one_fails(stop, [self._work] * self.workers)
 
     async def send_due(self) -> int:
         """Send, one after another, every mail due now; return how many were sent."""

@@ -256,6 +256,45 @@ async def test_the_sender_gives_up_after_its_attempts_and_marks_the_mail_failed(
     assert mailer.calls == 3
 
 
+class SlowToAcknowledge:
+    """Delivers the first mail, then is slow to return; the second send fails meanwhile."""
+
+    def __init__(self, inner: FileMailbox) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.first_delivered = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.inner.send(message)
+            self.first_delivered.set()
+            await asyncio.sleep(0.3)
+            return
+        await self.first_delivered.wait()
+        raise MailDeliveryError(message.to, message.subject, "550 mailbox unavailable")
+
+
+async def test_a_worker_dying_lets_the_other_mark_the_mail_it_sent(
+    notifications: Notifications,
+) -> None:
+    # Cancelled between its send and its mark, the other worker's mail stayed pending and
+    # went out again after the restart.
+    await notifications.apply(registered(), registered())
+    sender = notifications.sender(SlowToAcknowledge(notifications.mailbox), workers=2)
+
+    async def a_bug(*_: object) -> None:
+        raise RuntimeError("a bug in recording the failure")
+
+    sender._record_failure = a_bug  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a bug"):
+        await asyncio.wait_for(sender.run(asyncio.Event()), 5)
+
+    rows = await notifications.outgoing()
+    assert sorted(row["status"] for row in rows) == ["pending", "sent"]
+    assert len(notifications.mails()) == 1
+
+
 async def test_concurrent_senders_send_each_mail_once(notifications: Notifications) -> None:
     envelopes = [registered() for _ in range(12)]
     await notifications.apply(*envelopes)

@@ -12,8 +12,9 @@ async def until_one_fails(stop: asyncio.Event, workers: Sequence[Worker]) -> Non
     """Run `workers` until `stop` is set or one raises; then raise that first error.
 
     A failing worker sets the others' event instead of raising into a task group: raised, it
-    would cancel a sibling inside its step (the relay: between a batch's publish and its
-    commit, and that batch would be published twice). The others end their step, then stop.
+    would cancel a sibling inside its step (the relay between a batch's publish and its
+    commit, the notifier between a send and its mark: published, or sent, twice). The others
+    end their step, then stop.
     """
     halt = asyncio.Event()
     failed: list[Exception] = []

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from producers.workers import Worker, until_one_fails
+from infra.workers import Worker, until_one_fails
 
 
 async def test_a_failure_lets_the_others_finish_their_step_then_is_raised() -> None:
