@@ -12,6 +12,7 @@ from auth.service_layer.registrations import complete_registration, fail_registr
 from auth.service_layer.unit_of_work import JoinedUnitOfWork
 from consumers.projection import Projection
 from events import Envelope, Event, ProfileCreated, ProfileRejected
+from infra.observability.trace_context import following
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,16 @@ class ProfileAnswers(Projection):
         ctx = replace(
             self._ctx, uow_factory=lambda: JoinedUnitOfWork(conn, event_source=self._event_source)
         )
-        match event:
-            case ProfileCreated():
-                changed = await complete_registration(ctx, user_id=event.user_id)
-            case ProfileRejected():
-                changed = await fail_registration(ctx, user_id=event.user_id, why=event.reason)
-            case _:
-                return
+        # The account's events join the trace of the answer (and so of the registration).
+        with following(envelope.traceparent, envelope.tracestate):
+            match event:
+                case ProfileCreated():
+                    changed = await complete_registration(ctx, user_id=event.user_id)
+                case ProfileRejected():
+                    why = event.reason
+                    changed = await fail_registration(ctx, user_id=event.user_id, why=why)
+                case _:
+                    return
         if not changed:
             logger.info(
                 "%s: %s for user %s, which is not pending: nothing to do",

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.replay.stamp import stamp
-from events import Event, ProfileCreated, ProfileRejected, UserRegistered, to_envelope
+from events import Envelope, Event, ProfileCreated, ProfileRejected, UserRegistered, to_envelope
 from producers.outbox import outbox_ddl, outbox_row, outbox_table
 
 OUTBOX_SCHEMA = "profiles"
@@ -54,19 +54,20 @@ async def create_answer_outbox(conn: AsyncConnection) -> None:
 
 
 async def answer_registrations(
-    conn: AsyncConnection, registrations: Sequence[UserRegistered]
+    conn: AsyncConnection, registrations: Sequence[tuple[UserRegistered, Envelope]]
 ) -> list[UserRegistered]:
     """Answer the pending registrations in `conn`'s transaction; those to make profiles for.
 
     Returned: the accepted pending registrations and every registration that was not
-    pending (no answer expected). A refused one gets no profile.
+    pending (no answer expected). A refused one gets no profile. An answer carries its
+    registration's trace context (`traceparent`, `tracestate`): the saga stays one trace.
     """
     moment = datetime.now(UTC)
     accepted: list[UserRegistered] = []
-    answers: list[Event] = []
-    pending = [r.user_id for r in registrations if r.status == "pending"]
+    answers: list[tuple[Event, Envelope]] = []
+    pending = [r.user_id for r, _ in registrations if r.status == "pending"]
     given = await _given_answers(conn, pending) if pending else {}
-    for registration in registrations:
+    for registration, envelope in registrations:
         if registration.status != "pending":
             accepted.append(registration)
             continue
@@ -77,11 +78,12 @@ async def answer_registrations(
         reason = refusal(registration)
         if reason is None:
             accepted.append(registration)
-            answers.append(ProfileCreated(user_id=registration.user_id, created_at=moment))
+            answer: Event = ProfileCreated(user_id=registration.user_id, created_at=moment)
         else:
-            answers.append(
-                ProfileRejected(user_id=registration.user_id, reason=reason, rejected_at=moment)
+            answer = ProfileRejected(
+                user_id=registration.user_id, reason=reason, rejected_at=moment
             )
+        answers.append((answer, envelope))
     if answers:
         await _write(conn, answers)
     return accepted
@@ -94,10 +96,19 @@ async def _given_answers(conn: AsyncConnection, user_ids: list[UUID]) -> dict[UU
     return {row.subject: row.type for row in await conn.execute(query)}
 
 
-async def _write(conn: AsyncConnection, answers: Sequence[Event]) -> None:
+async def _write(conn: AsyncConnection, answers: Sequence[tuple[Event, Envelope]]) -> None:
     rows = [
-        outbox_row(to_envelope(answer, sequence=1, source=EVENT_SOURCE), stamp)
-        for answer in answers
+        outbox_row(
+            to_envelope(
+                answer,
+                sequence=1,
+                source=EVENT_SOURCE,
+                traceparent=cause.traceparent,
+                tracestate=cause.tracestate,
+            ),
+            stamp,
+        )
+        for answer, cause in answers
     ]
     # One answer per user: should two consumers answer the same user at once, the unique
     # (subject, sequence) keeps the first.

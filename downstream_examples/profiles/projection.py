@@ -54,10 +54,10 @@ class ProfileProjection(Projection):
         self, conn: AsyncConnection, batch: Sequence[tuple[Event, Envelope]]
     ) -> None:
         """Apply in order, inserting each run of consecutive registrations in one statement."""
-        registrations: list[UserRegistered] = []
+        registrations: list[tuple[UserRegistered, Envelope]] = []
         for event, envelope in batch:
             if isinstance(event, UserRegistered):
-                registrations.append(event)
+                registrations.append((event, envelope))
                 continue
             # An update or deletion may concern a user registered earlier in this run.
             await self._register_all(conn, registrations)
@@ -70,14 +70,14 @@ class ProfileProjection(Projection):
         table = self.table(profiles)
         match event:
             case UserRegistered():
-                await self._register_all(conn, [event])
+                await self._register_all(conn, [(event, envelope)])
             case UserUpdated():
                 await _update(conn, table, event)
             case UserDeleted():
                 await conn.execute(delete(table).where(table.c.user_id == event.user_id))
 
     async def _register_all(
-        self, conn: AsyncConnection, registrations: Sequence[UserRegistered]
+        self, conn: AsyncConnection, registrations: Sequence[tuple[UserRegistered, Envelope]]
     ) -> None:
         if not registrations:
             return

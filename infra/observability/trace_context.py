@@ -1,12 +1,15 @@
 """W3C trace context (`traceparent`, `tracestate`) and the request id, carried in contextvars.
 
-The API's middleware sets both for each request; the unit of work copies the trace context
-into the events it writes (the CloudEvents distributed-tracing extension), and log records
-read both from here.
+The API's middleware sets both for each request; a consumer sets the trace context of the
+event it applies (`following`), so what it writes in answer joins the same trace. The unit of
+work copies the trace context into the events it writes (the CloudEvents distributed-tracing
+extension), and log records read both from here.
 """
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -51,3 +54,13 @@ current_trace: ContextVar[TraceContext | None] = ContextVar("userbus_trace", def
 
 current_request_id: ContextVar[str | None] = ContextVar("userbus_request_id", default=None)
 """The id of the API request being handled."""
+
+
+@contextmanager
+def following(traceparent: str | None, tracestate: str | None = None) -> Iterator[None]:
+    """Handle what follows within this trace context (an event's `traceparent`), if valid."""
+    token = current_trace.set(trace_context(traceparent, tracestate))
+    try:
+        yield
+    finally:
+        current_trace.reset(token)

@@ -70,6 +70,27 @@ async def test_an_accepted_registration_gets_its_profile_and_a_queued_answer(
     assert answer["payload"]["source"] == "/userbus/profiles"
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_an_answer_joins_the_trace_of_its_registration(
+    engine: AsyncEngine, applier: ProjectionApplier
+) -> None:
+    traced = registration("Alice").model_copy(
+        update={"traceparent": TRACEPARENT, "tracestate": "vendor=1"}
+    )
+    untraced = registration("Moderator")
+    await apply(engine, applier, traced, untraced)
+
+    [created] = await answers(engine, traced.user_id)
+    [rejected] = await answers(engine, untraced.user_id)
+    assert (created["payload"]["traceparent"], created["payload"]["tracestate"]) == (
+        TRACEPARENT,
+        "vendor=1",
+    )
+    assert "traceparent" not in rejected["payload"]
+
+
 async def test_a_refused_registration_gets_no_profile_and_a_rejection(
     engine: AsyncEngine, applier: ProjectionApplier
 ) -> None:

@@ -138,6 +138,27 @@ async def test_profile_created_activates_the_user_once(
     assert (events[1][2]["old_status"], events[1][2]["new_status"]) == ("pending", "active")
 
 
+async def test_the_accounts_answer_event_joins_the_trace_of_the_answer(
+    client: httpx.AsyncClient, engine: AsyncEngine, answers: ProjectionApplier
+) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    user = await register(client)
+    created = answer(ProfileCreated(user_id=user["id"], created_at=NOW)).model_copy(
+        update={"traceparent": traceparent}
+    )
+
+    await apply(engine, answers, created)
+
+    async with engine.connect() as conn:
+        changed = await conn.scalar(
+            text(
+                "SELECT payload FROM auth.outbox WHERE subject = :id AND type = 'UserStatusChanged'"
+            ),
+            {"id": UUID(user["id"])},
+        )
+    assert changed["traceparent"] == traceparent
+
+
 async def test_profile_rejected_deletes_the_user_with_registration_failed(
     client: httpx.AsyncClient, engine: AsyncEngine, answers: ProjectionApplier
 ) -> None:
