@@ -9,7 +9,8 @@ Worker = Callable[[asyncio.Event], Awaitable[None]]
 
 
 async def until_one_fails(stop: asyncio.Event, workers: Sequence[Worker]) -> None:
-    """Run `workers` until `stop` is set or one raises; then raise that first error.
+    """Run `workers` until each has returned: `stop` set, work done, or one raised. Then
+    raise the first error, if any.
 
     A failing worker sets the others' event instead of raising into a task group: raised, it
     would cancel a sibling inside its step (the relay between a batch's publish and its
@@ -27,9 +28,9 @@ async def until_one_fails(stop: asyncio.Event, workers: Sequence[Worker]) -> Non
             halt.set()
 
     async with asyncio.TaskGroup() as group:
-        group.create_task(_halt_on(stop, halt))
-        for worker in workers:
-            group.create_task(guarded(worker))
+        watcher = group.create_task(_halt_on(stop, halt))
+        await asyncio.gather(*(guarded(worker) for worker in workers))
+        watcher.cancel()
     if failed:
         raise failed[0]
 

@@ -55,3 +55,17 @@ async def test_only_the_first_of_several_errors_is_raised() -> None:
 
     with pytest.raises(ValueError, match="first"):
         await until_one_fails(asyncio.Event(), [fails, fails_later])
+
+
+async def test_workers_that_finish_their_work_end_the_run() -> None:
+    done: list[int] = []
+
+    def worker(number: int) -> Worker:
+        async def work(halt: asyncio.Event) -> None:
+            await asyncio.sleep(0.01 * number)
+            done.append(number)
+
+        return work
+
+    await asyncio.wait_for(until_one_fails(asyncio.Event(), [worker(2), worker(1)]), 1)
+    assert done == [1, 2]
