@@ -2,9 +2,9 @@
 
 When the event log (PostgresEventLog's outbox) lives in the very database of the
 projection (`in_database_log` proves it) and the projection offers `SqlRows`, the log is
-read in pages, ranges of positions up to its commit-safe head. A second connection checks
-each page ahead into a stage table, every envelope and its data as the models would read
-them, each user's events numbered and their sequence before the page looked up in the log
+read in pages, ranges of positions up to its commit-safe head. Two more connections check
+the next pages ahead, each into a stage table, every envelope and its data as the models
+would read them, each user's events numbered and their sequence before the page looked up in the log
 (consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction
 then takes the page from that table: if every event passed, every user's sequences
 follow on from their last one with no gap or repeat, and the projection's SqlRows takes
@@ -84,8 +84,8 @@ async def sql_build_pass(
     """Build from `state.position` to the log's commit-safe head as it is now; events read.
 
     As build_pass: each page commits with its checkpoint (the position after it), the
-    commit not waiting for the WAL flush. The pages are checked ahead on another
-    connection (consumers/replay/staging.py).
+    commit not waiting for the WAL flush. The pages are checked ahead on other
+    connections (consumers/replay/staging.py).
     """
     rows = applier.projection.sql_rows()
     assert rows is not None
