@@ -17,13 +17,13 @@ saw the loss after another relay repaired it only follows, it does not queue the
 """
 
 import asyncio
-import contextlib
 import json
 import logging
 
 import asyncpg
 
 from infra.witness import Observation, StreamWitness
+from infra.workers import wait
 from producers.outbox import check_schema
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ class LossCheck:
     async def watch(self, stop: asyncio.Event) -> None:
         """Check every `interval` seconds until `stop`; a failed check is tried next time."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+            await wait(stop, self._interval)
             if stop.is_set():
                 return
             try:

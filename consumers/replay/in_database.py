@@ -4,8 +4,8 @@ When the event log (PostgresEventLog's outbox) lives in the very database of the
 projection (`in_database_log` proves it) and the projection offers `SqlRows`, the log is
 read in pages, ranges of positions up to its commit-safe head. Two more connections check
 the next pages ahead, each into a stage table, every envelope and its data as the models
-would read them, each user's events numbered and their sequence before the page looked up in the log
-(consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction
+would read them, each user's events numbered and their sequence before the page looked up
+in the log (consumers/replay/sql_checks.py, consumers/replay/staging.py). The page's transaction
 then takes the page from that table: if every event passed, every user's sequences
 follow on from their last one with no gap or repeat, and the projection's SqlRows takes
 the page, it writes the rows set-based, and the checkpoint follows in the same

@@ -124,37 +124,38 @@ class _Pages:
 
     def __init__(self, start: int, head: int, size: int) -> None:
         self.start, self.head, self.size = start, head, size
-        self.cutting = asyncio.Lock()
+        self._cutting = asyncio.Lock()
         self._cut = 0
         self._done: dict[int, StagedPage] = {}
         self._delivered = 0
 
     async def cut(self, conn: asyncpg.Connection, log_schema: str) -> tuple[int, int, int] | None:
-        """The next page (its number, start, end), None after the last; under `cutting`."""
-        if self.start >= self.head:
-            return None
-        bound = await conn.fetchval(
-            f"SELECT id FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 "
-            "ORDER BY id OFFSET $3 LIMIT 1",
-            self.start,
-            self.head,
-            self.size - 1,
-        )
-        end = self.head if bound is None else int(bound)
-        page = (self._cut, self.start, end)
-        self._cut, self.start = self._cut + 1, end
-        return page
+        """The next page (its number, start, end), None after the last."""
+        async with self._cutting:  # one cut at a time: each starts where the last ended
+            if self.start >= self.head:
+                return None
+            bound = await conn.fetchval(
+                f"SELECT id FROM {log_schema}.outbox WHERE id > $1 AND id <= $2 "
+                "ORDER BY id OFFSET $3 LIMIT 1",
+                self.start,
+                self.head,
+                self.size - 1,
+            )
+            end = self.head if bound is None else int(bound)
+            page = (self._cut, self.start, end)
+            self._cut, self.start = self._cut + 1, end
+            return page
 
-    async def deliver(
+    def deliver(
         self,
         number: int,
         page: StagedPage,
         ready: "asyncio.Queue[StagedPage | BaseException | None]",
     ) -> None:
-        """Hand `page` on once every page before it has been."""
+        """Hand `page` on (`ready` has no bound) once every page before it has been."""
         self._done[number] = page
         while self._delivered in self._done:
-            await ready.put(self._done.pop(self._delivered))
+            ready.put_nowait(self._done.pop(self._delivered))
             self._delivered += 1
 
 
@@ -172,8 +173,7 @@ async def _check_pages(
         stamped = await has_stamps(driver, log.schema)
         while True:
             table = await free.get()
-            async with pages.cutting:
-                cut = None if halt.is_set() else await pages.cut(driver, log.schema)
+            cut = None if halt.is_set() else await pages.cut(driver, log.schema)
             if cut is None:
                 free.put_nowait(table)
                 return
@@ -187,4 +187,4 @@ async def _check_pages(
                 )
                 await driver.execute(f'TRUNCATE "{schema}".{table}')
                 await driver.execute(_stage(log.schema, schema, table, stamped), start, end)
-            await pages.deliver(number, StagedPage(start, end, table), ready)
+            pages.deliver(number, StagedPage(start, end, table), ready)

@@ -167,24 +167,34 @@ async def test_an_event_committed_late_with_a_smaller_id_is_not_skipped(
     assert early_name in {event["data"]["username"] for event in events}
 
 
-class FlakyPublisher:
-    """Fails the first `failures` batches, as a broker that is down for a while would."""
+class WrappedPublisher:
+    """A real publisher whose `publish` a test changes; connecting and closing pass through."""
 
-    def __init__(self, inner: EventPublisher, failures: int) -> None:
+    def __init__(self, inner: EventPublisher) -> None:
         self.inner = inner
-        self.failures = failures
 
     async def connect(self) -> None:
         await self.inner.connect()
+
+    async def publish(self, events: Sequence[PendingEvent]) -> None:
+        await self.inner.publish(events)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class FlakyPublisher(WrappedPublisher):
+    """Fails the first `failures` batches, as a broker that is down for a while would."""
+
+    def __init__(self, inner: EventPublisher, failures: int) -> None:
+        super().__init__(inner)
+        self.failures = failures
 
     async def publish(self, events: Sequence[PendingEvent]) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("broker unavailable")
         await self.inner.publish(events)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 async def test_a_broker_failure_loses_nothing(
@@ -207,16 +217,13 @@ async def test_a_broker_failure_loses_nothing(
     assert_per_user_order(await broker_events(relay_settings.broker_url, relay_settings.stream))
 
 
-class OneFailsWhileAnotherPublishes:
+class OneFailsWhileAnotherPublishes(WrappedPublisher):
     """The first batch is sent and slow to return; the second fails meanwhile."""
 
     def __init__(self, inner: EventPublisher) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.calls = 0
         self.first_in_flight = asyncio.Event()
-
-    async def connect(self) -> None:
-        await self.inner.connect()
 
     async def publish(self, events: Sequence[PendingEvent]) -> None:
         self.calls += 1
@@ -229,9 +236,6 @@ class OneFailsWhileAnotherPublishes:
             raise ConnectionError("broker unavailable")
         else:
             await self.inner.publish(events)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 async def test_a_worker_failing_lets_the_others_commit_what_they_published(
